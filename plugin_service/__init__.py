@@ -1,0 +1,50 @@
+"""plugin_service: run service plugins and tool plugins safely on threads.
+
+The public API is what ``__all__`` lists; errors live in ``plugin_service.errors``.
+Logging goes through loguru and is disabled for ``plugin_service`` until the
+application calls ``loguru.logger.enable("plugin_service")``.
+"""
+from loguru import logger as _logger
+
+from . import errors
+from ._config import RestartPolicy, RetryPolicy, ServiceConfig
+from ._context import DispatchContext, ToolContext
+from ._diagnostics import (
+    DeadLetter,
+    Diagnostic,
+    DiagnosticKind,
+    DispatchCounters,
+    HostStatus,
+    ServiceStatus,
+)
+from ._events import Ingress, IngressEvent
+from ._future import DispatchFuture
+from ._host import PluginHost
+from ._lifecycle import LifecycleState
+from ._plugin import ServicePlugin
+from ._service import ServiceHandle
+
+_logger.disable("plugin_service")
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "errors",
+    "PluginHost",
+    "ServiceHandle",
+    "ServicePlugin",
+    "DispatchContext",
+    "DispatchFuture",
+    "IngressEvent",
+    "Ingress",
+    "ServiceConfig",
+    "RetryPolicy",
+    "RestartPolicy",
+    "LifecycleState",
+    "DiagnosticKind",
+    "Diagnostic",
+    "DispatchCounters",
+    "ServiceStatus",
+    "HostStatus",
+    "DeadLetter",
+]

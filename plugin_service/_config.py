@@ -1,0 +1,79 @@
+"""Per-service configuration and the retry and restart policies."""
+from __future__ import annotations
+
+from typing import Optional, Tuple, Type
+
+import attrs
+
+__all__ = ["ServiceConfig", "RetryPolicy", "RestartPolicy"]
+
+
+def _non_negative(instance, attribute, value) -> None:
+    if value is not None and (isinstance(value, bool) or value < 0):
+        raise ValueError("%s must be >= 0 or None, got %r" % (attribute.name, value))
+
+
+def _positive_int(instance, attribute, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("%s must be an int >= 1, got %r" % (attribute.name, value))
+
+
+def _optional_positive_int(instance, attribute, value) -> None:
+    if value is not None:
+        _positive_int(instance, attribute, value)
+
+
+def _exception_types(value) -> Tuple[Type[BaseException], ...]:
+    if isinstance(value, type):
+        value = (value,)
+    value = tuple(value)
+    for item in value:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise TypeError("retry_on takes exception classes, got %r" % (item,))
+    return value
+
+
+@attrs.frozen
+class RetryPolicy:
+    """Redeliver a failed event inline on the worker, keeping order.
+
+    Up to ``max_attempts`` deliveries in all; the wait before retry *n* is
+    ``backoff * 2 ** (n - 1)`` capped at ``max_backoff``. Only exceptions matching
+    ``retry_on`` are retried; timeouts never are.
+    """
+
+    max_attempts: int = attrs.field(default=3, validator=_positive_int)
+    backoff: float = attrs.field(default=0.1, validator=_non_negative)
+    max_backoff: float = attrs.field(default=5.0, validator=_non_negative)
+    retry_on: Tuple[Type[BaseException], ...] = attrs.field(
+        default=(Exception,), converter=_exception_types
+    )
+
+
+@attrs.frozen
+class RestartPolicy:
+    """Restart a FAILED running service after ``backoff`` seconds, at most
+    ``max_restarts`` times within any ``window`` seconds."""
+
+    max_restarts: int = attrs.field(default=3, validator=_positive_int)
+    window: Optional[float] = attrs.field(default=60.0, validator=_non_negative)
+    backoff: float = attrs.field(default=0.5, validator=_non_negative)
+
+
+@attrs.frozen
+class ServiceConfig:
+    """How one service is run. ``None`` disables a timeout or threshold."""
+
+    queue_size: int = attrs.field(default=32, validator=_positive_int)
+    dispatch_timeout: Optional[float] = attrs.field(default=30.0, validator=_non_negative)
+    cancel_grace: Optional[float] = attrs.field(default=5.0, validator=_non_negative)
+    start_timeout: Optional[float] = attrs.field(default=30.0, validator=_non_negative)
+    stop_timeout: Optional[float] = attrs.field(default=30.0, validator=_non_negative)
+    fail_after: Optional[int] = attrs.field(default=1, validator=_optional_positive_int)
+    retry: Optional[RetryPolicy] = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(RetryPolicy))
+    )
+    restart: Optional[RestartPolicy] = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(attrs.validators.instance_of(RestartPolicy)),
+    )

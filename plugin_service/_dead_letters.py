@@ -1,0 +1,30 @@
+"""The host's bounded list of dead letters."""
+from __future__ import annotations
+
+import collections
+import threading
+from typing import List
+
+from ._diagnostics import DeadLetter
+
+__all__ = ["DeadLetterBox"]
+
+
+class DeadLetterBox:
+    """Keeps the newest ``limit`` dead letters; older ones are counted, not kept."""
+
+    def __init__(self, limit: int = 1000) -> None:
+        if limit < 1:
+            raise ValueError("dead_letter_limit must be >= 1")
+        self._lock = threading.Lock()
+        self._letters: collections.deque = collections.deque(maxlen=limit)
+        self.total = 0
+
+    def add(self, letter: DeadLetter) -> None:
+        with self._lock:
+            self._letters.append(letter)
+            self.total += 1
+
+    def snapshot(self) -> List[DeadLetter]:
+        with self._lock:
+            return list(self._letters)

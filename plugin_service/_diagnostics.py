@@ -1,0 +1,177 @@
+"""Diagnostics: what went wrong, counters, and status snapshots as frozen values."""
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+from collections.abc import Mapping
+from typing import Any, Optional
+
+import attrs
+
+from ._lifecycle import LifecycleState
+
+__all__ = [
+    "DiagnosticKind",
+    "Diagnostic",
+    "DispatchCounters",
+    "ServiceStatus",
+    "ToolCounters",
+    "ToolStatus",
+    "HostStatus",
+    "DeadLetter",
+    "jsonable",
+]
+
+
+class DiagnosticKind(str, enum.Enum):
+    """What a diagnostic (or a typed error) is about; values are lower snake-case."""
+
+    LIFECYCLE = "lifecycle"
+    INVALID_EVENT = "invalid_event"
+    QUEUE_FULL = "queue_full"
+    DISPATCH_TIMEOUT = "dispatch_timeout"
+    DISPATCH_FAILED = "dispatch_failed"
+    SERVICE_UNAVAILABLE = "service_unavailable"
+    SERVICE_FAILED = "service_failed"
+    SERVICE_STOPPED = "service_stopped"
+    SERVICE_NOT_FOUND = "service_not_found"
+    TOOL_FAILED = "tool_failed"
+    TOOL_TIMEOUT = "tool_timeout"
+    TOOL_BUSY = "tool_busy"
+    TOOL_NOT_FOUND = "tool_not_found"
+    HOST_CLOSED = "host_closed"
+    PLUGIN_LOAD = "plugin_load"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def jsonable(value: Any) -> Any:
+    """Turn a status value into plain JSON types (enums by value, datetimes as ISO 8601)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value.isoformat()
+    if attrs.has(type(value)):
+        return {f.name: jsonable(getattr(value, f.name)) for f in attrs.fields(type(value))}
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    try:
+        return repr(value)
+    except Exception:
+        return "<unrepresentable %s>" % type(value).__name__
+
+
+@attrs.frozen
+class Diagnostic:
+    """One recorded incident: a rejection, a failed or timed-out event, a transition.
+
+    ``message`` is already bounded and redacted: it never carries a secret.
+    """
+
+    kind: DiagnosticKind
+    state: LifecycleState
+    message: str
+    at: _dt.datetime = attrs.field(factory=_utcnow)
+    correlation_id: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        return jsonable(self)
+
+
+@attrs.frozen
+class DispatchCounters:
+    """Cumulative counts over a service's whole life in its host, across restarts.
+
+    At every snapshot ``enqueued == succeeded + failed + timed_out + dropped +
+    queue_depth + in_flight`` and ``dispatched == succeeded + failed + timed_out +
+    in_flight``.
+    """
+
+    enqueued: int = 0
+    dispatched: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    timed_out: int = 0
+    rejected: int = 0
+    dropped: int = 0
+    retried: int = 0
+
+
+@attrs.frozen
+class ServiceStatus:
+    """One consistent snapshot of a service, as returned by ``ServiceHandle.status()``."""
+
+    name: str
+    state: LifecycleState
+    queue_depth: int
+    queue_capacity: int
+    in_flight: int
+    overdue: bool
+    last_error: Optional[Diagnostic]
+    failure: Optional[Diagnostic]
+    counters: DispatchCounters
+    diagnostics: tuple = ()
+    plugin_status: Optional[Mapping] = None
+    restarts: int = 0
+
+    def to_dict(self) -> dict:
+        """A dict of plain JSON types that ``json.dumps`` accepts."""
+        return jsonable(self)
+
+
+@attrs.frozen
+class ToolCounters:
+    """Cumulative counts of one tool; ``rejected`` calls are not counted in ``calls``."""
+
+    calls: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    timed_out: int = 0
+    rejected: int = 0
+
+
+@attrs.frozen
+class ToolStatus:
+    """A snapshot of one tool. ``in_flight`` counts every call holding a bulkhead slot."""
+
+    name: str
+    in_flight: int
+    max_concurrency: Optional[int]
+    counters: ToolCounters
+    last_error: Optional[Diagnostic]
+
+    def to_dict(self) -> dict:
+        return jsonable(self)
+
+
+@attrs.frozen
+class HostStatus:
+    """Snapshots of every service and tool of a host, keyed by name."""
+
+    services: Mapping = attrs.field(factory=dict)
+    tools: Mapping = attrs.field(factory=dict)
+
+    def to_dict(self) -> dict:
+        """``{"services": {name: ...}, "tools": {name: ...}}`` in plain JSON types."""
+        return jsonable(self)
+
+
+@attrs.frozen
+class DeadLetter:
+    """An accepted event that did not succeed: failed, timed out, or dropped."""
+
+    service: str
+    event: Any
+    diagnostic: Diagnostic
+
+    def to_dict(self) -> dict:
+        return jsonable(self)

@@ -1,0 +1,146 @@
+"""Ingress events and the ingress declarations a service accepts them through."""
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import os
+import secrets
+from typing import Any, Callable, Optional, Tuple
+
+import attrs
+
+__all__ = ["IngressEvent", "Ingress", "check_event"]
+
+_UTC = _dt.timezone.utc
+_now = _dt.datetime.now
+
+
+def _fresh_prefix() -> str:
+    return "%x%s" % (os.getpid(), secrets.token_hex(4))
+
+
+# Correlation ids are a per-process random prefix plus a counter: unique, and far
+# cheaper than uuid4 on the hot path.  A forked child gets a new prefix.
+_prefix = _fresh_prefix()
+_counter = itertools.count(1)
+
+
+def _reset_after_fork() -> None:
+    global _prefix, _counter
+    _prefix = _fresh_prefix()
+    _counter = itertools.count(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def new_correlation_id() -> str:
+    """A process-unique correlation id."""
+    return "%s-%x" % (_prefix, next(_counter))
+
+
+def _utcnow() -> _dt.datetime:
+    return _now(_UTC)
+
+
+@attrs.frozen
+class IngressEvent:
+    """One event for a service, addressed to one of its ingresses.
+
+    Construction does not validate; the host validates at ``submit`` and refuses a
+    bad event with ``InvalidEvent``. ``created_at`` defaults to now (UTC-aware) and
+    ``correlation_id`` to a process-unique string. Retries deliver a copy with
+    ``attempt`` incremented and the same correlation id.
+    """
+
+    ingress: str
+    source: str
+    payload: Any = None
+    kind: str = attrs.field(default="event", kw_only=True)
+    created_at: _dt.datetime = attrs.field(factory=_utcnow, kw_only=True)
+    attempt: int = attrs.field(default=1, kw_only=True)
+    correlation_id: str = attrs.field(factory=new_correlation_id, kw_only=True)
+
+
+def _names(value: Any) -> Tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+@attrs.frozen
+class Ingress:
+    """What a service accepts on one named ingress.
+
+    Empty ``event_kinds`` or ``sources`` accept any. ``validate(payload)`` returning
+    a falsy value or raising makes an event invalid; it runs once per submit, on the
+    submitting thread.
+    """
+
+    name: str
+    event_kinds: Tuple[str, ...] = attrs.field(default=(), converter=_names, kw_only=True)
+    sources: Tuple[str, ...] = attrs.field(default=(), converter=_names, kw_only=True)
+    validate: Optional[Callable[[Any], Any]] = attrs.field(default=None, kw_only=True)
+
+
+def _blank(value: Any) -> bool:
+    return not isinstance(value, str) or not value or value.isspace()
+
+
+def _safe_repr(value: Any, limit: int = 60) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = "<%s>" % type(value).__name__
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def check_event(event: Any, ingresses: dict) -> Optional[str]:
+    """Why ``event`` is not acceptable to a service with ``ingresses`` (None if it is).
+
+    Runs on the submitting thread; calls the ingress's ``validate`` once.
+    """
+    if type(event) is not IngressEvent and not isinstance(event, IngressEvent):
+        return "expected an IngressEvent, got %s" % type(event).__name__
+    name = event.ingress
+    try:
+        ingress = ingresses.get(name)
+    except TypeError:  # an unhashable ingress name
+        ingress = None
+    if ingress is None:
+        return "undeclared ingress %s" % _safe_repr(name)
+    source = event.source
+    kind = event.kind
+    if _blank(source):
+        return "blank or non-string source"
+    if _blank(kind):
+        return "blank or non-string kind"
+    if _blank(event.correlation_id):
+        return "blank or non-string correlation_id"
+    attempt = event.attempt
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+        return "attempt must be an int >= 1, got %s" % _safe_repr(attempt)
+    created = event.created_at
+    if not isinstance(created, _dt.datetime):
+        return "created_at must be a datetime, got %s" % type(created).__name__
+    try:
+        if created.tzinfo is None or created.utcoffset() is None:
+            return "created_at is naive; give it a timezone"
+    except Exception as exc:
+        return "created_at has a broken timezone: %s" % type(exc).__name__
+    if ingress.event_kinds and kind not in ingress.event_kinds:
+        return "kind %s not accepted by ingress %r" % (_safe_repr(kind), name)
+    if ingress.sources and source not in ingress.sources:
+        return "source %s not accepted by ingress %r" % (_safe_repr(source), name)
+    validate = ingress.validate
+    if validate is not None:
+        try:
+            ok = validate(event.payload)
+        except Exception as exc:
+            return "validate raised %s: %s" % (type(exc).__name__, exc)
+        if not ok:
+            return "payload rejected by validate of ingress %r" % (name,)
+    return None

@@ -1,0 +1,52 @@
+"""Base classes plugin authors subclass."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence
+
+from ._context import DispatchContext, ToolContext
+from ._events import Ingress, IngressEvent
+
+__all__ = ["ServicePlugin", "ToolPlugin"]
+
+
+class ServicePlugin:
+    """A long-lived plugin whose lifecycle the host owns.
+
+    Every callback (``start``, ``handle_ingress``, ``stop``) runs on the service's
+    own worker thread, one at a time, so a plugin needs no locks. ``start`` only
+    initializes; events arrive later through ``handle_ingress``. The base class
+    keeps no state: subclasses need not call ``super().__init__()``.
+    """
+
+    #: The ingresses this service accepts events on.
+    ingresses: Sequence[Ingress] = ()
+
+    def start(self) -> None:
+        """Acquire what the plugin needs. Raising fails the start (state FAILED)."""
+
+    def handle_ingress(self, event: IngressEvent, ctx: DispatchContext) -> Any:
+        """Handle one event; the return value resolves the event's future."""
+        raise NotImplementedError("%s must implement handle_ingress" % type(self).__name__)
+
+    def status(self) -> Optional[Mapping[str, Any]]:
+        """Optional plugin-specific status, shown as ``plugin_status``. Called on the
+        thread that asks for status, so it must not wait on the handler."""
+        return None
+
+    def stop(self) -> None:
+        """Release what ``start`` acquired. Raising leaves the service FAILED."""
+
+
+class ToolPlugin:
+    """A request-response plugin run on the host's shared tool executor.
+
+    ``invoke`` may run on several pool threads at once (up to the tool's
+    ``max_concurrency``). Subclasses need not call ``super().__init__()``.
+    """
+
+    def invoke(self, request: Any, ctx: ToolContext) -> Any:
+        """Answer one request; the return value is the call's result."""
+        raise NotImplementedError("%s must implement invoke" % type(self).__name__)
+
+    def __call__(self, request: Any, ctx: ToolContext) -> Any:
+        return self.invoke(request, ctx)

@@ -1,0 +1,935 @@
+"""One service: its lifecycle, bounded ingress queue, worker thread and accounting.
+
+Everything a service knows sits behind one lock, the mutex of its
+``queue.Queue``; the conditions that share it are named for what their waiters
+wait on (``not_empty`` for the worker, ``not_full`` for blocked producers,
+``state_changed`` for lifecycle callers), as in ``Lib/queue.py``. Every counter
+change, every queue change and every transition happens under that lock, so a
+``status()`` snapshot is always consistent.
+
+Data flows one way: ``submit`` (caller's thread) -> queue -> worker thread ->
+plugin; outcomes come back through the future and the counters. Timeouts, bounds
+and restarts are timers on the host's single watchdog thread.
+"""
+from __future__ import annotations
+
+import collections
+import datetime as _dt
+import queue
+import threading
+import time
+from typing import Any, Callable, List, Optional, Tuple
+
+import attrs
+import tenacity
+from loguru import logger
+
+from . import errors
+from ._config import ServiceConfig
+from ._context import DispatchContext
+from ._diagnostics import (
+    DeadLetter,
+    Diagnostic,
+    DiagnosticKind,
+    DispatchCounters,
+    ServiceStatus,
+)
+from ._events import check_event
+from ._future import DispatchFuture
+from ._lifecycle import LifecycleState, can_transition
+from ._redact import sanitize
+
+__all__ = ["ServiceHandle"]
+
+_K = DiagnosticKind
+_READY = LifecycleState.READY
+_STARTING = LifecycleState.STARTING
+_RUNNING = LifecycleState.RUNNING
+_STOPPING = LifecycleState.STOPPING
+_STOPPED = LifecycleState.STOPPED
+_FAILED = LifecycleState.FAILED
+_monotonic = time.monotonic
+_UTC = _dt.timezone.utc
+
+#: How many recent diagnostics a service keeps for ``status().diagnostics``.
+DIAGNOSTICS_KEPT = 50
+
+# What the worker is doing, for the bounds that the watchdog enforces.
+_IN_START, _IN_DISPATCH, _IN_STOP, _IDLE = "start()", "handle_ingress()", "stop()", None
+
+_Post = List[Tuple[Callable[[Any], Any], Any]]
+
+
+class _Runtime:
+    """What a service needs from its host: the watchdog and the dead-letter box."""
+
+    __slots__ = ("watchdog", "dead_letters")
+
+    def __init__(self, watchdog: Any, dead_letters: Any) -> None:
+        self.watchdog = watchdog
+        self.dead_letters = dead_letters
+
+
+class _RetryCutShort(Exception):
+    """Raised by the backoff sleep when the service stops meanwhile."""
+
+
+class _AttemptTimedOut(Exception):
+    """An attempt was timed out by the watchdog; it is not retried."""
+
+
+def _resolve(post: _Post) -> None:
+    for settle, value in post:
+        settle(value)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return "%s: %s" % (type(exc).__name__, text) if text else type(exc).__name__
+
+
+class ServiceHandle:
+    """The host's handle on one service plugin.
+
+    Lifecycle calls (``start``, ``stop``, ``restart``) may come from any thread;
+    every plugin callback runs on the service's own worker thread, named after the
+    service. ``submit`` validates on the caller's thread and never runs plugin code
+    except the ingress's ``validate``.
+    """
+
+    def __init__(self, name: str, plugin: Any, factory: Optional[Callable[[], Any]],
+                 config: ServiceConfig, runtime: _Runtime) -> None:
+        self.name = name
+        self._config = config
+        self._instance = plugin
+        self._factory = factory
+        self._runtime = runtime
+        self._log = logger.bind(service=name)
+
+        # The queue's own mutex guards everything below.
+        self._queue: queue.Queue = queue.Queue(maxsize=config.queue_size)
+        self._items: collections.deque = self._queue.queue
+        self._capacity = config.queue_size
+        self._lock = self._queue.mutex
+        self._not_empty = self._queue.not_empty
+        self._not_full = self._queue.not_full
+        self._state_changed = threading.Condition(self._lock)
+        self._worker_waiting = False
+        self._producers_waiting = 0
+
+        self._state = _READY
+        self._life = 0  # incremented by every start; a worker serves one life
+        self._auto_life = False  # this life was started by the restart policy
+        self._phase: Optional[str] = _IDLE
+        self._plugin: Any = None
+        self._ingresses: dict = {}
+        self._worker: Optional[threading.Thread] = None
+        self._drain = True
+        self._restart_timer: Any = None
+        self._restart_when_idle = False
+        self._closing = False
+
+        # The event in flight: its future, the attempt's event and context, deadline.
+        self._current: Optional[DispatchFuture] = None
+        self._current_event: Any = None
+        self._current_ctx: Optional[DispatchContext] = None
+        self._current_started = 0.0
+        self._deadline: Optional[float] = None
+        self._timed_out_current = False  # its outcome was decided by the watchdog
+        self._timer_at: Optional[float] = None  # when the armed dispatch timer fires
+        self._fail_pending: Optional[Diagnostic] = None
+
+        self._enqueued = self._dispatched = self._succeeded = 0
+        self._failed = self._timed_out = self._rejected = 0
+        self._dropped = self._retried = 0
+        self._consecutive_failures = 0
+        self._restarts = 0
+        self._auto_restarts: collections.deque = collections.deque()
+        self._last_error: Optional[Diagnostic] = None
+        self._failure: Optional[Diagnostic] = None
+        self._diagnostics: collections.deque = collections.deque(maxlen=DIAGNOSTICS_KEPT)
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def state(self) -> LifecycleState:
+        """The current lifecycle state."""
+        return self._state
+
+    @property
+    def config(self) -> ServiceConfig:
+        return self._config
+
+    def status(self) -> ServiceStatus:
+        """One consistent snapshot; never blocks on the handler and never raises."""
+        try:
+            with self._lock:
+                snapshot = self._snapshot()
+                plugin = self._plugin
+        except BaseException as exc:  # pragma: no cover - defensive: status never raises
+            return ServiceStatus(self.name, self._state, 0, self._capacity, 0, False,
+                                 None, None, DispatchCounters(), (),
+                                 {"status_error": sanitize(exc)}, self._restarts)
+        plugin_status = None
+        if plugin is not None:
+            try:
+                plugin_status = plugin.status()
+            except BaseException:
+                plugin_status = None
+        if plugin_status is not None:
+            snapshot = attrs.evolve(snapshot, plugin_status=plugin_status)
+        return snapshot
+
+    def _snapshot(self) -> ServiceStatus:
+        current = self._current
+        in_flight = 1 if current is not None and not self._timed_out_current else 0
+        return ServiceStatus(
+            name=self.name,
+            state=self._state,
+            queue_depth=len(self._items),
+            queue_capacity=self._capacity,
+            in_flight=in_flight,
+            overdue=current is not None and self._timed_out_current,
+            last_error=self._last_error,
+            failure=self._failure,
+            counters=DispatchCounters(
+                enqueued=self._enqueued,
+                dispatched=self._dispatched,
+                succeeded=self._succeeded,
+                failed=self._failed,
+                timed_out=self._timed_out,
+                rejected=self._rejected,
+                dropped=self._dropped,
+                retried=self._retried,
+            ),
+            diagnostics=tuple(self._diagnostics),
+            plugin_status=None,
+            restarts=self._restarts,
+        )
+
+    def wait_for(self, state: Any, timeout: Optional[float] = None) -> bool:
+        """Block until the service is in ``state``; False if ``timeout`` ran out."""
+        target = LifecycleState(state)
+        with self._lock:
+            return self._state_changed.wait_for(lambda: self._state is target, timeout)
+
+    def __repr__(self) -> str:
+        return "<ServiceHandle %r %s>" % (self.name, self._state.value)
+
+    # ------------------------------------------------------- recording (locked)
+    def _note(self, kind: DiagnosticKind, message: Any,
+              correlation_id: Optional[str] = None) -> Diagnostic:
+        """Record a diagnostic (and log it); every non-lifecycle one is last_error."""
+        diagnostic = Diagnostic(kind, self._state, sanitize(message),
+                                _dt.datetime.now(_UTC), correlation_id)
+        self._diagnostics.append(diagnostic)
+        log = self._log.bind(correlation_id=correlation_id)
+        if kind is _K.LIFECYCLE:
+            log.info("{}", diagnostic.message)
+        else:
+            self._last_error = diagnostic
+            log.warning("{}: {}", kind.value, diagnostic.message)
+        return diagnostic
+
+    def _transition(self, target: LifecycleState, why: str = "") -> None:
+        """The only place the state changes: checks the table, records, notifies."""
+        current = self._state
+        if not can_transition(current, target):
+            raise errors.LifecycleError(
+                "service %r cannot go from %s to %s" % (self.name, current.value, target.value),
+                service=self.name, state=current,
+            )
+        self._state = target
+        self._note(_K.LIFECYCLE, "%s -> %s%s" % (current.value, target.value,
+                                                 " (%s)" % why if why else ""))
+        self._state_changed.notify_all()
+        self._not_empty.notify_all()
+        self._not_full.notify_all()
+
+    def _reject(self, error: errors.PluginServiceError, event: Any) -> errors.PluginServiceError:
+        with self._lock:
+            self._rejected += 1
+            cid = getattr(event, "correlation_id", None)
+            self._note(error.kind, str(error), cid if isinstance(cid, str) else None)
+        return error
+
+    def _dead_letter(self, event: Any, diagnostic: Diagnostic) -> None:
+        self._runtime.dead_letters.add(DeadLetter(self.name, event, diagnostic))
+
+    def _drop_queued(self, error_type: type, post: _Post) -> None:
+        """Drop every queued event: counted, dead-lettered, futures fail afterwards."""
+        items = self._items
+        kind = error_type.kind
+        while items:
+            future = items.popleft()
+            self._dropped += 1
+            event = future.event
+            diagnostic = self._note(kind, "event dropped: service %s" % self._state.value,
+                                    event.correlation_id)
+            self._dead_letter(event, diagnostic)
+            post.append((future.set_exception, error_type(
+                "service %r %s; queued event dropped" % (self.name, self._state.value),
+                service=self.name, state=self._state)))
+        if self._producers_waiting:
+            self._not_full.notify_all()
+
+    def _fail(self, diagnostic: Diagnostic, post: _Post) -> None:
+        """Go FAILED (once per life); queued events wait for a restart or are dropped."""
+        if self._state is _FAILED:
+            return
+        if self._failure is None:
+            self._failure = diagnostic
+        restart = self._restart_allowed()
+        self._transition(_FAILED, diagnostic.kind.value)
+        self._fail_pending = None
+        if restart:
+            backoff = self._config.restart.backoff
+            self._restart_timer = self._runtime.watchdog.schedule(
+                _monotonic() + backoff, self._on_restart_due, self._life)
+        else:
+            self._drop_queued(errors.ServiceFailed, post)
+
+    def _restart_allowed(self) -> bool:
+        policy = self._config.restart
+        if policy is None or self._closing:
+            return False
+        if self._phase is _IN_START and not self._auto_life:
+            return False  # a failed start is reported to its caller, not restarted
+        if self._state is _STOPPING:
+            return False  # a failed stop stays FAILED
+        recent = self._auto_restarts
+        if policy.window is not None:
+            horizon = _monotonic() - policy.window
+            while recent and recent[0] < horizon:
+                recent.popleft()
+        return len(recent) < policy.max_restarts
+
+    # ------------------------------------------------------------------ submit
+    def submit(self, event: Any, *, block: bool = False,
+               timeout: Optional[float] = None) -> DispatchFuture:
+        """Validate ``event`` on this thread and enqueue it.
+
+        Returns a :class:`DispatchFuture`. Raises ``ServiceUnavailable`` (READY,
+        STARTING), ``ServiceStopped`` (STOPPING, STOPPED), ``ServiceFailed``,
+        ``InvalidEvent``, or ``QueueFull`` (at once, or with ``block=True`` after
+        waiting up to ``timeout`` seconds for room). Nothing rejected is enqueued.
+        """
+        if self._state is not _RUNNING:
+            raise self._reject(self._state_error(), event)
+        reason = check_event(event, self._ingresses)
+        if reason is not None:
+            raise self._reject(errors.InvalidEvent(reason, service=self.name), event)
+        future = DispatchFuture(event, self)
+        items = self._items
+        with self._lock:
+            if self._state is _RUNNING and len(items) < self._capacity:
+                items.append(future)
+                self._enqueued += 1
+                if self._worker_waiting:
+                    self._not_empty.notify()
+                return future
+        return self._submit_slow(future, block, timeout)
+
+    def _submit_slow(self, future: DispatchFuture, block: bool,
+                     timeout: Optional[float]) -> DispatchFuture:
+        event = future.event
+        items = self._items
+        endtime = None if timeout is None else _monotonic() + timeout
+        with self._lock:
+            while True:
+                if self._state is not _RUNNING:
+                    error: errors.PluginServiceError = self._state_error()
+                    break
+                if len(items) < self._capacity:
+                    items.append(future)
+                    self._enqueued += 1
+                    if self._worker_waiting:
+                        self._not_empty.notify()
+                    return future
+                remaining = None if endtime is None else endtime - _monotonic()
+                if not block or (remaining is not None and remaining <= 0):
+                    error = errors.QueueFull(self._capacity, service=self.name)
+                    break
+                self._producers_waiting += 1
+                try:
+                    self._not_full.wait(remaining)
+                finally:
+                    self._producers_waiting -= 1
+        raise self._reject(error, event)
+
+    def _state_error(self) -> errors.PluginServiceError:
+        state = self._state
+        if state is _READY or state is _STARTING:
+            kind: type = errors.ServiceUnavailable
+            text = "service %r is not running yet (%s)"
+        elif state is _FAILED:
+            kind = errors.ServiceFailed
+            text = "service %r has failed (%s)"
+        else:
+            kind = errors.ServiceStopped
+            text = "service %r is %s"
+        return kind(text % (self.name, state.value), service=self.name, state=state)
+
+    def _withdraw(self, future: DispatchFuture) -> bool:
+        """``future.cancel()``: take a still-queued event back (counts as dropped)."""
+        with self._lock:
+            try:
+                self._items.remove(future)
+            except ValueError:
+                return future.cancelled()
+            self._dropped += 1
+            if self._producers_waiting:
+                self._not_full.notify()
+        return future._cancel_withdrawn()
+
+    # --------------------------------------------------------------- lifecycle
+    def start(self, timeout: Optional[float] = None) -> ServiceStatus:
+        """Start the service and return once it is RUNNING.
+
+        Runs ``plugin.start()`` on the new worker thread. Raises ``ServiceFailed``
+        (state FAILED) if it raised or did not return within the smaller of
+        ``timeout`` and ``start_timeout``; ``LifecycleError`` from STOPPING,
+        STOPPED or FAILED (use ``restart``). A RUNNING service is left as it is.
+        """
+        life = self._request_start()
+        return self._await_start(life, timeout)
+
+    def _request_start(self) -> int:
+        """Begin a start if READY; the life to wait for (0: already RUNNING)."""
+        with self._lock:
+            state = self._state
+            if state is _RUNNING:
+                return 0
+            if state is _READY:
+                self._begin_life(auto=False)
+            elif state is not _STARTING:
+                raise errors.LifecycleError(
+                    "cannot start service %r from %s%s" % (
+                        self.name, state.value,
+                        "; use restart()" if state in (_STOPPED, _FAILED) else ""),
+                    service=self.name, state=state)
+            return self._life
+
+    def restart(self, timeout: Optional[float] = None) -> ServiceStatus:
+        """Start a FAILED or STOPPED service again, with a fresh plugin instance when
+        it was registered as a factory. Raises like :meth:`start`."""
+        with self._lock:
+            state = self._state
+            if state is not _FAILED and state is not _STOPPED:
+                raise errors.LifecycleError(
+                    "cannot restart service %r from %s" % (self.name, state.value),
+                    service=self.name, state=state)
+            if self._factory is None and self._worker_busy():
+                raise errors.LifecycleError(
+                    "service %r: the previous life is still inside %s; a shared plugin "
+                    "instance is not restarted under it" % (self.name, self._phase),
+                    service=self.name, state=state)
+            self._cancel_restart_timer()
+            self._restarts += 1
+            self._begin_life(auto=False)
+            life = self._life
+        return self._await_start(life, timeout)
+
+    def _worker_busy(self) -> bool:
+        worker = self._worker
+        return worker is not None and worker.is_alive() and self._phase is not _IDLE
+
+    def _cancel_restart_timer(self) -> None:
+        if self._restart_timer is not None:
+            self._restart_timer.cancel()
+            self._restart_timer = None
+        self._restart_when_idle = False
+
+    def _begin_life(self, auto: bool) -> None:
+        """STARTING, and a new worker thread for a new life (lock held)."""
+        self._transition(_STARTING, "restart" if self._life else "")
+        self._life += 1
+        self._auto_life = auto
+        self._phase = _IN_START
+        self._plugin = None
+        self._current = None
+        self._timed_out_current = False
+        self._deadline = None
+        self._fail_pending = None
+        self._consecutive_failures = 0
+        self._drain = True
+        worker = threading.Thread(target=self._work, args=(self._life,), name=self.name,
+                                  daemon=True)
+        self._worker = worker
+        worker.start()
+        if auto:
+            self._schedule_start_bound(self._life, self._config.start_timeout)
+
+    def _schedule_start_bound(self, life: int, bound: Optional[float]) -> None:
+        if bound is not None:
+            self._runtime.watchdog.schedule(_monotonic() + bound, self._on_start_bound,
+                                            life, bound)
+
+    def _await_start(self, life: int, timeout: Optional[float]) -> ServiceStatus:
+        if life == 0:
+            return self.status()
+        start_timeout = self._config.start_timeout
+        if timeout is None:
+            bound = start_timeout
+        elif start_timeout is None:
+            bound = timeout
+        else:
+            bound = min(timeout, start_timeout)
+        self._schedule_start_bound(life, bound)
+        with self._lock:
+            self._state_changed.wait_for(
+                lambda: self._life != life or self._state is not _STARTING)
+            state = self._state
+            snapshot = self._snapshot()
+        if state is _RUNNING:
+            return snapshot
+        if state is _FAILED:
+            failure = snapshot.failure
+            raise errors.ServiceFailed(
+                "service %r failed to start: %s" % (
+                    self.name, failure.message if failure else "unknown reason"),
+                service=self.name, state=state)
+        raise errors.ServiceStopped("service %r was stopped while starting" % self.name,
+                                    service=self.name, state=state)
+
+    def _on_start_bound(self, life: int, bound: float) -> None:
+        post: _Post = []
+        with self._lock:
+            if self._life == life and self._phase is _IN_START and (
+                    self._state is _STARTING or self._state is _STOPPING):
+                diagnostic = self._note(
+                    _K.SERVICE_FAILED, "start() did not return within %.3gs" % bound)
+                self._fail(diagnostic, post)
+        _resolve(post)
+
+    def _on_restart_due(self, life: int) -> None:
+        with self._lock:
+            if self._life != life or self._state is not _FAILED or self._closing:
+                return
+            self._restart_timer = None
+            if self._factory is None and self._worker_busy():
+                # A shared instance is never run by two threads: restart once the
+                # stuck callback returns.
+                self._restart_when_idle = True
+                return
+            self._restart_now()
+
+    def _restart_now(self) -> None:
+        self._restart_when_idle = False
+        self._auto_restarts.append(_monotonic())
+        self._restarts += 1
+        self._log.info("restarting automatically")
+        self._begin_life(auto=True)
+
+    def stop(self, *, drain: bool = True, timeout: Optional[float] = None) -> ServiceStatus:
+        """Stop the service: STOPPING at once (new events are refused), then STOPPED.
+
+        With ``drain`` the queued events are still delivered; without it, or once the
+        bound (``timeout``, else ``stop_timeout``) runs out, they are dropped
+        (``ServiceStopped``). A handler still running at the bound is cancelled and
+        given ``cancel_grace`` to return; then ``plugin.stop()`` runs on the worker.
+        Raises ``ServiceFailed`` if the service ends FAILED. A READY service stops
+        without calling the plugin; STOPPED or FAILED ones are left as they are.
+        """
+        life = self._request_stop(drain, timeout)
+        return self._await_stopped(life)
+
+    def _request_stop(self, drain: bool, timeout: Optional[float]) -> int:
+        """Begin a stop; the life to wait for (0: nothing to wait for)."""
+        post: _Post = []
+        with self._lock:
+            state = self._state
+            if state is _STOPPED or state is _FAILED:
+                return 0
+            if state is _READY:
+                self._transition(_STOPPED)
+                return 0
+            if state is not _STOPPING:
+                self._transition(_STOPPING)
+                self._drain = drain
+            elif not drain:
+                self._drain = False
+            if not self._drain:
+                self._drop_queued(errors.ServiceStopped, post)
+            life = self._life
+            bound = timeout if timeout is not None else self._config.stop_timeout
+            if bound is not None:
+                self._runtime.watchdog.schedule(_monotonic() + bound, self._on_stop_bound,
+                                                life, bound)
+        _resolve(post)
+        return life
+
+    def _await_stopped(self, life: int) -> ServiceStatus:
+        if life == 0:
+            return self.status()
+        with self._lock:
+            self._state_changed.wait_for(
+                lambda: self._life != life or self._state is _STOPPED or self._state is _FAILED)
+            snapshot = self._snapshot()
+        if snapshot.state is _FAILED:
+            failure = snapshot.failure
+            raise errors.ServiceFailed(
+                "service %r failed while stopping: %s" % (
+                    self.name, failure.message if failure else "unknown reason"),
+                service=self.name, state=_FAILED)
+        return snapshot
+
+    def _on_stop_bound(self, life: int, bound: float) -> None:
+        """The stop bound ran out: drop what is queued, cancel what runs, grant grace."""
+        post: _Post = []
+        with self._lock:
+            if self._life != life or self._state is not _STOPPING:
+                return
+            self._drain = False
+            self._drop_queued(errors.ServiceStopped, post)
+            if self._current_ctx is not None:
+                self._current_ctx._cancel()
+            grace = self._config.cancel_grace
+            if grace is not None:
+                self._runtime.watchdog.schedule(_monotonic() + grace, self._on_stop_grace,
+                                                life, bound, grace)
+            self._not_empty.notify_all()
+        _resolve(post)
+
+    def _on_stop_grace(self, life: int, bound: float, grace: float) -> None:
+        post: _Post = []
+        with self._lock:
+            if self._life != life or self._state is not _STOPPING:
+                return
+            phase = self._phase
+            if phase is _IN_DISPATCH and self._current is not None \
+                    and not self._timed_out_current:
+                self._time_out_current(bound, post, "cancelled by stop and did not return")
+            diagnostic = self._note(
+                _K.SERVICE_FAILED, "stop did not complete: %s still running %.3gs after "
+                "the %.3gs stop bound" % (phase or "worker", grace, bound))
+            self._fail(diagnostic, post)
+        _resolve(post)
+
+    def _close_begin(self) -> None:
+        """Host closing: no automatic restart from now on; drop what waits for one."""
+        post: _Post = []
+        with self._lock:
+            self._closing = True
+            self._cancel_restart_timer()
+            if self._state is _FAILED:
+                self._drop_queued(errors.ServiceFailed, post)
+        _resolve(post)
+
+    # ------------------------------------------------------------ timeouts
+    def _arm(self, deadline: float) -> None:
+        """Make sure a dispatch timer fires by ``deadline`` (lock held).
+
+        At most one dispatch timer is armed per service: when it fires early (its
+        event finished) it re-arms for the current deadline, so the hot path pays
+        no scheduling cost per event.
+        """
+        armed = self._timer_at
+        if armed is None or armed > deadline:
+            self._timer_at = deadline
+            self._runtime.watchdog.schedule(deadline, self._on_dispatch_timer, deadline)
+
+    def _on_dispatch_timer(self, armed: float) -> None:
+        post: _Post = []
+        with self._lock:
+            if self._timer_at == armed:
+                self._timer_at = None
+            deadline = self._deadline
+            if self._current is None or self._timed_out_current or deadline is None:
+                return
+            if deadline > _monotonic():
+                self._arm(deadline)
+                return
+            self._time_out_current(self._config.dispatch_timeout, post,
+                                   "handler did not return within %.3gs"
+                                   % self._config.dispatch_timeout)
+        _resolve(post)
+
+    def _time_out_current(self, timeout: Optional[float], post: _Post, why: str) -> None:
+        """Decide the in-flight event as timed out (lock held); cancel its handler."""
+        future = self._current
+        event = self._current_event
+        self._timed_out_current = True
+        if self._current_ctx is not None:
+            self._current_ctx._cancel()
+        self._timed_out += 1
+        self._consecutive_failures += 1
+        diagnostic = self._note(_K.DISPATCH_TIMEOUT, why, event.correlation_id)
+        self._dead_letter(event, diagnostic)
+        fail_after = self._config.fail_after
+        if fail_after is not None and self._consecutive_failures >= fail_after \
+                and self._fail_pending is None:
+            self._fail_pending = diagnostic  # FAILED once the handler returns
+        grace = self._config.cancel_grace
+        if grace is not None and self._state is not _STOPPING:
+            self._runtime.watchdog.schedule(_monotonic() + grace, self._on_dispatch_grace,
+                                            self._life, future, grace)
+        post.append((future.set_exception, errors.DispatchTimeout(
+            "service %r: %s" % (self.name, why), service=self.name, timeout=timeout)))
+
+    def _on_dispatch_grace(self, life: int, future: DispatchFuture, grace: float) -> None:
+        post: _Post = []
+        with self._lock:
+            if self._life != life or self._current is not future:
+                return
+            diagnostic = self._note(
+                _K.SERVICE_FAILED, "handler ignored cancellation: still running %.3gs after "
+                "its deadline" % grace, future.event.correlation_id)
+            self._fail(diagnostic, post)
+        _resolve(post)
+
+    # ------------------------------------------------------------ the worker
+    def _work(self, life: int) -> None:
+        """The worker thread of one life: start(), the dispatch loop, stop()."""
+        plugin = self._start_plugin(life)
+        if plugin is not None:
+            self._dispatch_loop(life, plugin)
+            self._stop_plugin(life, plugin)
+        self._worker_exit(life)
+
+    def _start_plugin(self, life: int) -> Any:
+        try:
+            plugin = self._factory() if self._factory is not None else self._instance
+            ingresses = {ingress.name: ingress for ingress in getattr(plugin, "ingresses", ())}
+            plugin.start()
+        except BaseException as exc:
+            post: _Post = []
+            with self._lock:
+                if self._life == life and self._phase is _IN_START:
+                    diagnostic = self._note(_K.SERVICE_FAILED, "start() raised %s" % _describe(exc))
+                    if self._state is _STARTING or self._state is _STOPPING:
+                        self._fail(diagnostic, post)
+                    self._phase = _IDLE
+            _resolve(post)
+            return None
+        with self._lock:
+            if self._life == life and self._phase is _IN_START:
+                self._phase = _IDLE
+                if self._state is _STARTING:
+                    self._plugin = plugin
+                    self._ingresses = ingresses
+                    self._failure = None
+                    self._transition(_RUNNING)
+                    return plugin
+                if self._state is _STOPPING:  # stopped while starting
+                    self._plugin = plugin
+                    return plugin
+        # The start bound ran out first: release what the late start() acquired.
+        self._call_stop_quietly(plugin)
+        return None
+
+    def _call_stop_quietly(self, plugin: Any) -> None:
+        try:
+            plugin.stop()
+        except BaseException as exc:
+            self._log.warning("stop() after a late start() raised {}", sanitize(_describe(exc)))
+
+    def _dispatch_loop(self, life: int, plugin: Any) -> None:
+        handle = plugin.handle_ingress
+        lock = self._lock
+        items = self._items
+        timeout = self._config.dispatch_timeout
+        retry = self._config.retry
+        future: Optional[DispatchFuture] = None
+        ctx: Optional[DispatchContext] = None
+        ok = True
+        value: Any = None
+        while True:
+            # Settle the finished event and take the next one under one lock hold.
+            settled: Optional[_Post] = None
+            with lock:
+                if self._life != life:
+                    return  # abandoned after a stuck handler; its event was decided
+                if future is not None:
+                    settled = self._settle(future, ok, value)
+                    future = None
+                state = self._state
+                if items and (state is _RUNNING or (state is _STOPPING and self._drain)):
+                    future, ctx = self._take(items, timeout)
+            if settled:
+                _resolve(settled)
+            if future is None:
+                taken = self._wait_for_event(life, timeout)
+                if taken is None:
+                    return
+                future, ctx = taken
+            future.set_running_or_notify_cancel()
+            event = future.event
+            try:
+                value = handle(event, ctx)
+                ok = True
+            except BaseException as exc:
+                value = exc
+                ok = False
+                if retry is not None and isinstance(exc, retry.retry_on) \
+                        and not ctx.cancelled:
+                    ok, value = self._retry(life, exc, handle, timeout)
+
+    def _take(self, items: collections.deque,
+              timeout: Optional[float]) -> Tuple[DispatchFuture, DispatchContext]:
+        """Pop the next event and make it the one in flight (lock held)."""
+        future = items.popleft()
+        self._dispatched += 1
+        self._current = future
+        self._current_event = future.event
+        self._timed_out_current = False
+        self._phase = _IN_DISPATCH
+        if timeout is not None:
+            deadline = _monotonic() + timeout
+            self._deadline = deadline
+            if self._timer_at is None:
+                self._arm(deadline)
+        else:
+            deadline = None
+            self._deadline = None
+        ctx = self._current_ctx = DispatchContext(future.event, deadline)
+        if self._producers_waiting:
+            self._not_full.notify()
+        return future, ctx
+
+    def _wait_for_event(self, life: int, timeout: Optional[float]
+                        ) -> Optional[Tuple[DispatchFuture, DispatchContext]]:
+        items = self._items
+        with self._lock:
+            while self._life == life:
+                state = self._state
+                if items and (state is _RUNNING or (state is _STOPPING and self._drain)):
+                    return self._take(items, timeout)
+                if state is not _RUNNING:
+                    return None
+                self._worker_waiting = True
+                self._not_empty.wait()
+                self._worker_waiting = False
+        return None
+
+    def _settle(self, future: DispatchFuture, ok: bool, value: Any) -> Optional[_Post]:
+        """Record the outcome of the event in flight (lock held).
+
+        Returns what resolves futures once the lock is released, or None when the
+        watchdog already decided this event (timed out) and nothing else changed.
+        """
+        self._current = None
+        self._current_ctx = None
+        self._deadline = None
+        self._phase = _IDLE
+        if self._timed_out_current:
+            self._timed_out_current = False
+            pending = self._fail_pending
+            if pending is not None:
+                post: _Post = []
+                self._fail(pending, post)
+                return post
+            return None
+        if ok:
+            self._succeeded += 1
+            self._consecutive_failures = 0
+            return [(future.set_result, value)]
+        self._failed += 1
+        self._consecutive_failures += 1
+        event = self._current_event
+        diagnostic = self._note(_K.DISPATCH_FAILED, "handler raised %s" % _describe(value),
+                                event.correlation_id)
+        self._dead_letter(event, diagnostic)
+        error = errors.DispatchFailed("service %r: handler raised %s" % (
+            self.name, sanitize(_describe(value))), service=self.name)
+        error.__cause__ = value
+        post = [(future.set_exception, error)]
+        fail_after = self._config.fail_after
+        if fail_after is not None and self._consecutive_failures >= fail_after:
+            self._fail(diagnostic, post)
+        return post
+
+    def _retry(self, life: int, first: BaseException, handle: Callable[..., Any],
+               timeout: Optional[float]) -> Tuple[bool, Any]:
+        """Redeliver a failed event inline through tenacity; returns (ok, value).
+
+        Each redelivery is a copy with ``attempt`` incremented and its own deadline.
+        A timed-out attempt is not retried; a stop during the backoff ends the retry
+        and the event fails with its last exception.
+        """
+        policy = self._config.retry
+        last = [first]
+        first_pending = [True]
+
+        def attempt() -> Any:
+            if first_pending[0]:
+                first_pending[0] = False
+                raise first  # the first delivery, already made
+            with self._lock:
+                if self._life != life or self._state is not _RUNNING:
+                    raise _RetryCutShort()
+                event = attrs.evolve(self._current_event,
+                                     attempt=self._current_event.attempt + 1)
+                self._current_event = event
+                self._retried += 1
+                deadline = None
+                if timeout is not None:
+                    deadline = self._deadline = _monotonic() + timeout
+                    self._arm(deadline)
+                ctx = self._current_ctx = DispatchContext(event, deadline)
+            try:
+                result = handle(event, ctx)
+            except BaseException as exc:
+                if self._timed_out_current:
+                    raise _AttemptTimedOut() from exc
+                last[0] = exc
+                raise
+            if self._timed_out_current:
+                raise _AttemptTimedOut()
+            return result
+
+        def backoff(seconds: float) -> None:
+            with self._lock:
+                self._deadline = None
+                self._current_ctx = None
+                if self._state_changed.wait_for(
+                        lambda: self._life != life or self._state is not _RUNNING, seconds):
+                    raise _RetryCutShort()
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(policy.max_attempts),
+            wait=tenacity.wait_exponential(multiplier=policy.backoff, max=policy.max_backoff),
+            retry=tenacity.retry_if_exception(
+                lambda exc: isinstance(exc, policy.retry_on)
+                and not isinstance(exc, (_AttemptTimedOut, _RetryCutShort))),
+            sleep=backoff,
+            reraise=True,
+        )
+        try:
+            return True, retrying(attempt)
+        except (_RetryCutShort, _AttemptTimedOut):
+            # Cut short by stop, or decided by the watchdog (then _settle ignores it).
+            return False, last[0]
+        except BaseException as exc:
+            return False, exc
+
+    def _stop_plugin(self, life: int, plugin: Any) -> None:
+        """After the loop: call ``plugin.stop()`` if the service is stopping."""
+        post: _Post = []
+        with self._lock:
+            if self._life != life or self._state is not _STOPPING:
+                return
+            self._drop_queued(errors.ServiceStopped, post)
+            self._phase = _IN_STOP
+        _resolve(post)
+        try:
+            plugin.stop()
+            error: Optional[BaseException] = None
+        except BaseException as exc:
+            error = exc
+        with self._lock:
+            if self._life != life or self._state is not _STOPPING:
+                return
+            self._phase = _IDLE
+            if error is None:
+                self._transition(_STOPPED)
+            else:
+                diagnostic = self._note(_K.SERVICE_FAILED, "stop() raised %s" % _describe(error))
+                self._fail(diagnostic, post)
+        _resolve(post)
+
+    def _worker_exit(self, life: int) -> None:
+        with self._lock:
+            if self._life == life:
+                self._phase = _IDLE
+                if self._restart_when_idle and self._state is _FAILED and not self._closing:
+                    self._restart_now()

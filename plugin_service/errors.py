@@ -1,0 +1,206 @@
+"""Typed errors of plugin_service.
+
+Every error subclasses :class:`PluginServiceError` and carries ``kind``, a
+:class:`~plugin_service.DiagnosticKind` member, so a host can route on it, plus the
+data a person needs to act (``QueueFull.capacity``, ``ServiceStopped.state``...).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from ._diagnostics import DiagnosticKind as _K
+
+__all__ = [
+    "PluginServiceError",
+    "LifecycleError",
+    "ServiceNotFound",
+    "QueueFull",
+    "InvalidEvent",
+    "ServiceUnavailable",
+    "ServiceStopped",
+    "ServiceFailed",
+    "DispatchError",
+    "DispatchTimeout",
+    "DispatchFailed",
+    "ToolError",
+    "ToolNotFound",
+    "ToolFailed",
+    "ToolTimeout",
+    "ToolBusy",
+    "HostClosed",
+    "PluginLoadError",
+]
+
+
+class PluginServiceError(Exception):
+    """Base of every error this library raises on purpose.
+
+    ``service`` names the service (or tool) concerned, where there is one.
+    """
+
+    kind: _K = _K.SERVICE_FAILED
+
+    def __init__(self, message: str = "", *, service: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.service = service
+
+
+class LifecycleError(PluginServiceError):
+    """A lifecycle call that the service's current state does not allow."""
+
+    kind = _K.LIFECYCLE
+
+    def __init__(self, message: str = "", *, service: Optional[str] = None,
+                 state: Any = None) -> None:
+        super().__init__(message, service=service)
+        self.state = state
+
+
+class ServiceNotFound(PluginServiceError, LookupError):
+    """No service of that name is registered with the host."""
+
+    kind = _K.SERVICE_NOT_FOUND
+
+    def __init__(self, name: str) -> None:
+        super().__init__("no service named %r" % (name,), service=name)
+        self.name = name
+
+
+class QueueFull(PluginServiceError):
+    """The service's ingress queue holds ``capacity`` events already."""
+
+    kind = _K.QUEUE_FULL
+
+    def __init__(self, capacity: int, *, service: Optional[str] = None) -> None:
+        super().__init__(
+            "ingress queue of %r is full (capacity %d)" % (service, capacity), service=service
+        )
+        self.capacity = capacity
+
+
+class InvalidEvent(PluginServiceError, ValueError):
+    """The event was refused at submit; ``reason`` says why. It was never enqueued."""
+
+    kind = _K.INVALID_EVENT
+
+    def __init__(self, reason: str, *, service: Optional[str] = None) -> None:
+        super().__init__("invalid event for %r: %s" % (service, reason), service=service)
+        self.reason = reason
+
+
+class _StateError(PluginServiceError):
+    def __init__(self, message: str = "", *, service: Optional[str] = None,
+                 state: Any = None) -> None:
+        super().__init__(message, service=service)
+        self.state = state
+
+
+class ServiceUnavailable(_StateError):
+    """The service is not running yet (READY or STARTING); ``state`` says which."""
+
+    kind = _K.SERVICE_UNAVAILABLE
+
+
+class ServiceStopped(_StateError):
+    """The service is stopping or stopped; the event was refused or dropped."""
+
+    kind = _K.SERVICE_STOPPED
+
+
+class ServiceFailed(_StateError):
+    """The service is FAILED, or failed to start or stop.
+
+    ``services`` names every service concerned (several for ``start_all``).
+    """
+
+    kind = _K.SERVICE_FAILED
+
+    def __init__(self, message: str = "", *, service: Optional[str] = None,
+                 state: Any = None, services: Sequence[str] = ()) -> None:
+        super().__init__(message, service=service, state=state)
+        self.services = tuple(services) or ((service,) if service else ())
+
+
+class DispatchError(PluginServiceError):
+    """An accepted event whose dispatch did not succeed."""
+
+    kind = _K.DISPATCH_FAILED
+
+
+class DispatchTimeout(DispatchError):
+    """The handler did not return within ``timeout`` seconds; ``ctx.cancelled`` was set."""
+
+    kind = _K.DISPATCH_TIMEOUT
+
+    def __init__(self, message: str = "", *, service: Optional[str] = None,
+                 timeout: Optional[float] = None) -> None:
+        super().__init__(message, service=service)
+        self.timeout = timeout
+
+
+class DispatchFailed(DispatchError):
+    """The handler raised; the plugin's exception is ``__cause__``."""
+
+    kind = _K.DISPATCH_FAILED
+
+
+class ToolError(PluginServiceError):
+    """Base of the errors of tool calls."""
+
+    kind = _K.TOOL_FAILED
+
+
+class ToolNotFound(ToolError, LookupError):
+    """No tool of that name is registered with the host."""
+
+    kind = _K.TOOL_NOT_FOUND
+
+    def __init__(self, name: str) -> None:
+        super().__init__("no tool named %r" % (name,), service=name)
+        self.name = name
+
+
+class ToolFailed(ToolError):
+    """The tool raised; its exception is ``__cause__``."""
+
+    kind = _K.TOOL_FAILED
+
+
+class ToolTimeout(ToolError):
+    """The call did not finish within ``timeout`` seconds of its submission."""
+
+    kind = _K.TOOL_TIMEOUT
+
+    def __init__(self, message: str = "", *, service: Optional[str] = None,
+                 timeout: Optional[float] = None) -> None:
+        super().__init__(message, service=service)
+        self.timeout = timeout
+
+
+class ToolBusy(ToolError):
+    """The tool's bulkhead is full: ``max_concurrency`` calls hold a slot already."""
+
+    kind = _K.TOOL_BUSY
+
+    def __init__(self, max_concurrency: int, *, service: Optional[str] = None) -> None:
+        super().__init__(
+            "tool %r is busy (max_concurrency %d)" % (service, max_concurrency), service=service
+        )
+        self.max_concurrency = max_concurrency
+
+
+class HostClosed(PluginServiceError):
+    """The host was closed; it takes no more calls."""
+
+    kind = _K.HOST_CLOSED
+
+
+class PluginLoadError(PluginServiceError):
+    """An entry point could not be loaded or is not a plugin; ``name`` names it."""
+
+    kind = _K.PLUGIN_LOAD
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__("cannot load plugin %r: %s" % (name, reason), service=name)
+        self.name = name
+        self.reason = reason

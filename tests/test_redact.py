@@ -1,0 +1,178 @@
+"""Tests for plugin_service._redact.sanitize."""
+
+from __future__ import annotations
+
+import unicodedata
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from plugin_service._redact import sanitize
+
+# (message, secret that must vanish, surroundings that must survive)
+SECRET_SHAPES = [
+    pytest.param("token=abc123&x=1", "abc123", ["token=***", "&x=1"], id="key=value"),
+    pytest.param("retry with password=hunter2 now", "hunter2", ["retry with password=", " now"], id="key=value-in-sentence"),
+    pytest.param("a=1,api_key=k3y;b=2", "k3y", ["a=1,api_key=***;b=2"], id="key=value-comma-semicolon"),
+    pytest.param("X-Api-Key: abcd", "abcd", ["X-Api-Key: ***"], id="header-x-api-key"),
+    pytest.param("got secret: s3cr3t, retrying", "s3cr3t", ["got secret: ", ", retrying"], id="header-stops-at-comma"),
+    pytest.param('{"token": "tok-999", "user": "bob"}', "tok-999", ['"token": "***"', '"user": "bob"'], id="json-quoted"),
+    pytest.param('{"token": 12345, "n": 1}', "12345", ['"token": "***"', '"n": 1}'], id="json-unquoted-number"),
+    pytest.param("{'password': 'hunter2', 'user': 'bob'}", "hunter2", ["'password': '***'", "'user': 'bob'"], id="python-dict-repr"),
+    pytest.param("{'token': b'raw'}", "raw", ["{'token': '***'}"], id="python-dict-bytes-value"),
+    pytest.param("Config(password='x y', user='bob')", "x y", ["Config(password='***'", "user='bob')"], id="python-kwargs-repr"),
+    pytest.param('body="{\\"password\\": \\"pw9\\", \\"a\\": 1}"', "pw9", ['\\"password\\": \\"***\\"', '\\"a\\": 1'], id="escaped-json"),
+    pytest.param("Authorization: Bearer abc.def.ghi", "abc.def.ghi", ["Authorization: ***"], id="header-bearer"),
+    pytest.param("Authorization: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz", ["Authorization: ***"], id="header-basic"),
+    pytest.param("Proxy-Authorization: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz", ["Proxy-Authorization: ***"], id="header-proxy-authorization"),
+    pytest.param("authorization=Bearer xyz next", "xyz", ["authorization=*** next"], id="key=bearer"),
+    pytest.param('{"Authorization": "Bearer zzz"}', "zzz", ['{"Authorization": "***"}'], id="json-bearer"),
+    pytest.param("Cookie: a=1; b=2", "b=2", ["Cookie: ***"], id="cookie-header"),
+    pytest.param("Set-Cookie: sid=s1d; Path=/; HttpOnly", "s1d", ["Set-Cookie: ***"], id="set-cookie-header"),
+    pytest.param("scheme://user:pass@host", "user:pass", ["scheme://***@host"], id="url-credentials"),
+    pytest.param("connect postgres://u:p4ss@h:5432/db failed", "p4ss", ["connect postgres://***@h:5432/db failed"], id="url-postgres"),
+    pytest.param("GET https://user:pass@example.com/path", "pass", ["GET https://***@example.com/path"], id="url-https"),
+    pytest.param("redis://:pw@host:6379", ":pw", ["redis://***@host:6379"], id="url-password-only"),
+    pytest.param("access_token=at1", "at1", ["access_token=***"], id="access_token"),
+    pytest.param("refresh-token=rt1", "rt1", ["refresh-token=***"], id="refresh-token"),
+    pytest.param("client_secret=cs1", "cs1", ["client_secret=***"], id="client_secret"),
+    pytest.param("db_password=dp1", "dp1", ["db_password=***"], id="db_password"),
+    pytest.param("apikey=ak1", "ak1", ["apikey=***"], id="apikey"),
+    pytest.param("api-key: ak2", "ak2", ["api-key: ***"], id="api-key"),
+    pytest.param("passwd=pw1", "pw1", ["passwd=***"], id="passwd"),
+]
+
+
+@pytest.mark.parametrize(("message", "secret", "survivors"), SECRET_SHAPES)
+def test_secret_value_is_hidden_and_surroundings_survive(message, secret, survivors):
+    result = sanitize(message)
+    assert secret not in result
+    for part in survivors:
+        assert part in result
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["Authorization: Bearer abc123", "authorization=Bearer abc123", '{"Authorization": "Bearer abc123"}'],
+)
+def test_bearer_scheme_and_credential_are_hidden(message):
+    result = sanitize(message)
+    assert "Bearer" not in result
+    assert "abc123" not in result
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["TOKEN=abc123", "Token=abc123", "PASSWORD: abc123", "x-API-KEY: abc123", '{"Api_Key": "abc123"}', "AUTHORIZATION: BEARER abc123"],
+)
+def test_secret_keys_are_matched_case_insensitively(message):
+    result = sanitize(message)
+    assert "abc123" not in result
+    assert "***" in result
+
+
+def test_multiple_secrets_in_one_message_are_all_hidden():
+    message = "token=t1 password: p2, https://u:p3@h/x {'secret': 's4'} ok"
+    result = sanitize(message)
+    for secret in ("t1", "p2", "u:p3", "s4"):
+        assert secret not in result
+    assert result.endswith("{'secret': '***'} ok")
+
+
+def test_secret_across_header_block_is_found_before_newlines_are_flattened():
+    assert sanitize("Authorization: Bearer abc\nX: y") == "Authorization: *** X: y"
+
+
+def test_header_value_stops_at_end_of_line():
+    assert sanitize("Cookie: a=1; b=2\r\nHost: example.com") == "Cookie: ***  Host: example.com"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "tokenizer failed",
+        "token count 3",
+        "max_tokens=5",
+        "Tokens: 7",
+        "password reset required",
+        "the secret of success",
+        "api key missing",
+        "https://example.com/path?q=a@b",
+        "https://example.com:8443/x",
+        "PWD=/home/user",
+        "user=bob&page=2",
+    ],
+)
+def test_non_secret_lookalikes_are_untouched(message):
+    assert sanitize(message) == message
+
+
+@pytest.mark.parametrize("char", ["\n", "\r", "\t", "\x00", "\x1b", "\x7f", "\x85", "\x9f", "\u2028", "\u2029", "\u202e"])
+def test_control_character_is_replaced_by_one_space(char):
+    assert sanitize("a" + char + "b") == "a b"
+
+
+def test_consecutive_control_characters_each_become_a_space():
+    assert sanitize("a\r\n\tb") == "a   b"
+
+
+def test_long_message_is_truncated_to_limit_plus_ellipsis():
+    result = sanitize("x" * 2000)
+    assert len(result) == 513
+    assert result == "x" * 512 + "\u2026"
+
+
+def test_message_of_exactly_limit_is_untouched():
+    assert sanitize("y" * 512) == "y" * 512
+
+
+def test_short_message_is_untouched():
+    assert sanitize("plugin failed to load") == "plugin failed to load"
+
+
+def test_custom_limit_is_respected():
+    assert sanitize("abcdefghij", limit=4) == "abcd\u2026"
+
+
+def test_truncation_happens_after_redaction():
+    result = sanitize("password=" + "s" * 600, limit=20)
+    assert result == "password=***"
+
+
+def test_non_string_object_is_converted_with_str():
+    assert sanitize(ValueError("bad token=abc")) == "bad token=***"
+    assert sanitize(42) == "42"
+
+
+def test_object_whose_str_raises_is_reported_as_unprintable():
+    class Broken:
+        def __str__(self):
+            raise RuntimeError("boom")
+
+    assert sanitize(Broken()) == "<unprintable Broken>"
+
+
+def test_invalid_limit_does_not_raise():
+    assert sanitize("abc", limit="nope") == "abc"  # type: ignore[arg-type]
+    assert sanitize("abc", limit=-5) == "\u2026"
+
+
+def _is_forbidden(char: str) -> bool:
+    return unicodedata.category(char) == "Cc" or char in "\u2028\u2029"
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(), limit=st.integers(min_value=0, max_value=600))
+def test_any_text_gives_bounded_single_line_output(text, limit):
+    result = sanitize(text, limit=limit)
+    assert isinstance(result, str)
+    assert len(result) <= limit + 1
+    assert not any(_is_forbidden(c) for c in result)
+    assert len(result.splitlines()) <= 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.from_regex(r"[A-Za-z0-9]{6,20}", fullmatch=True), key=st.sampled_from(["token", "password", "api_key", "secret"]))
+def test_generated_key_value_secret_never_leaks(value, key):
+    assert sanitize(f"{key}={value} tail") == f"{key}=*** tail"
