@@ -16,12 +16,15 @@ from ._diagnostics import (
     DispatchCounters,
     HostStatus,
     ServiceStatus,
+    ToolCounters,
+    ToolStatus,
 )
+from ._discovery import LoadReport
 from ._events import Ingress, IngressEvent
 from ._future import DispatchFuture
 from ._host import PluginHost
 from ._lifecycle import LifecycleState
-from ._plugin import ServicePlugin
+from ._plugin import ServicePlugin, ToolPlugin
 from ._service import ServiceHandle
 
 _logger.disable("plugin_service")
@@ -33,7 +36,9 @@ __all__ = [
     "PluginHost",
     "ServiceHandle",
     "ServicePlugin",
+    "ToolPlugin",
     "DispatchContext",
+    "ToolContext",
     "DispatchFuture",
     "IngressEvent",
     "Ingress",
@@ -47,4 +52,7 @@ __all__ = [
     "ServiceStatus",
     "HostStatus",
     "DeadLetter",
+    "ToolCounters",
+    "ToolStatus",
+    "LoadReport",
 ]

@@ -3,54 +3,42 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, TextIO
+from typing import TextIO
 
-from ._config import ServiceConfig
-from ._context import DispatchContext
-from ._events import Ingress, IngressEvent
-from ._host import PluginHost
-from ._plugin import ServicePlugin
 from . import errors
+from ._config import ServiceConfig
+from ._events import IngressEvent
+from ._examples import WordCounter, WordFrequency
+from ._host import PluginHost
 
-
-class WordCounter(ServicePlugin):
-    """Example service: counts the words of text events, one at a time."""
-
-    ingresses = [Ingress("text", event_kinds=("line",),
-                         validate=lambda payload: isinstance(payload, str))]
-
-    def start(self) -> None:
-        self.words = 0
-
-    def handle_ingress(self, event: IngressEvent, ctx: DispatchContext) -> int:
-        if "fail" in event.payload:
-            raise ValueError("refusing %r" % event.payload)
-        count = len(event.payload.split())
-        self.words += count
-        return count
-
-    def status(self) -> Any:
-        return {"words": self.words}
+EXAMPLES_GROUP = "plugin_service.examples"
 
 
 def run_demo(out: TextIO = sys.stdout) -> int:
-    """Run the demo host, feed it events, print outcomes and the final status."""
-    lines = ["the quick brown fox", "jumps over", "please fail here", "the lazy dog"]
+    """Run the demo host: load the example plugins, feed events, call the tool,
+    print each outcome and the final status diagnostics."""
+    lines = ["the quick brown fox", "jumps over the fox", "please fail here", "the lazy dog"]
     with PluginHost() as host:
-        service = host.add_service("words", WordCounter,
-                                   ServiceConfig(queue_size=8, fail_after=None))
+        config = ServiceConfig(queue_size=8, fail_after=None)  # a bad line fails alone
+        report = host.load_entry_points(EXAMPLES_GROUP, config=config)
+        if "words" not in report.loaded:  # running from a source tree, not installed
+            host.add_service("words", WordCounter, config)
+            host.add_tool("frequency", WordFrequency())
+        print("loaded: %s" % ", ".join(s.name for s in host.services()), file=out)
+        words = host.service("words")
         host.start_all(timeout=5)
-        futures = [service.submit(IngressEvent("text", "demo", line, kind="line"))
+        futures = [words.submit(IngressEvent("text", "demo", line, kind="line"))
                    for line in lines]
         try:
-            service.submit(IngressEvent("text", "demo", 42, kind="line"))
+            words.submit(IngressEvent("text", "demo", 42, kind="line"))
         except errors.InvalidEvent as exc:
             print("rejected: %s" % exc.reason, file=out)
         for line, future in zip(lines, futures):
             try:
                 print("%-22r -> %s words" % (line, future.result(timeout=5)), file=out)
-            except errors.DispatchError as exc:
+            except errors.PluginServiceError as exc:
                 print("%-22r -> %s: %s" % (line, type(exc).__name__, exc), file=out)
-        status = host.status()
-    print(json.dumps(status.to_dict(), indent=2), file=out)
+        print("frequency tool -> %s" % host.call_tool("frequency", " ".join(lines), timeout=5),
+              file=out)
+    print(json.dumps(host.status().to_dict(), indent=2), file=out)
     return 0

@@ -1,17 +1,24 @@
 """The host: owns services (and, later, tools) and their shared machinery."""
 from __future__ import annotations
 
+import itertools
 import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from loguru import logger
 
 from . import errors
 from ._config import ServiceConfig
 from ._dead_letters import DeadLetterBox
+from ._discovery import DEFAULT_GROUP, LoadReport, classify, entry_points
 from ._diagnostics import DeadLetter, HostStatus
 from ._future import DispatchFuture
 from ._lifecycle import LifecycleState
 from ._plugin import ServicePlugin
 from ._service import ServiceHandle, _Runtime
+from ._tools import Tool, as_tool_callable
 from ._watchdog import Watchdog
 
 __all__ = ["PluginHost"]
@@ -34,20 +41,32 @@ def _plugin_and_factory(plugin_or_factory: Any) -> Tuple[Any, Optional[Callable[
                     "factory, got %r" % (obj,))
 
 
+_host_ids = itertools.count(1)
+
+
 class PluginHost:
-    """Owns service plugins: their lifecycles, queues, worker threads and diagnostics.
+    """Owns service plugins and tool plugins, and the threads that run them.
 
     Beyond one worker thread per running service, a host starts one watchdog
-    thread (timeouts, bounds, restarts). Use it as a context manager, or call
-    :meth:`close`, to stop everything and join the threads it started.
+    thread (timeouts, bounds, restarts) and up to ``tool_workers`` threads in the
+    shared tool executor. Use it as a context manager, or call :meth:`close`, to
+    stop everything and join the threads it started.
     """
 
-    def __init__(self, *, dead_letter_limit: int = 1000) -> None:
+    def __init__(self, *, tool_workers: int = 4, dead_letter_limit: int = 1000) -> None:
+        if isinstance(tool_workers, bool) or not isinstance(tool_workers, int) \
+                or tool_workers < 1:
+            raise ValueError("tool_workers must be an int >= 1, got %r" % (tool_workers,))
         self._lock = threading.Lock()
         self._services: Dict[str, ServiceHandle] = {}
+        self._tools: Dict[str, Tool] = {}
         self._dead_letters = DeadLetterBox(dead_letter_limit)
-        self._watchdog = Watchdog()
+        host_id = next(_host_ids)
+        self._watchdog = Watchdog("plugin_service-watchdog-%d" % host_id)
         self._runtime = _Runtime(self._watchdog, self._dead_letters)
+        self._tool_thread_prefix = "plugin_service-tools-%d" % host_id
+        self._executor = ThreadPoolExecutor(max_workers=tool_workers,
+                                            thread_name_prefix=self._tool_thread_prefix)
         self._closed = False
 
     # ------------------------------------------------------------ services
@@ -120,6 +139,88 @@ class PluginHost:
                 services=failed)
         return self.status()
 
+    # --------------------------------------------------------------- tools
+    def add_tool(self, name: str, tool: Any, *, timeout: Optional[float] = None,
+                 max_concurrency: Optional[int] = None) -> None:
+        """Register a tool: a ``ToolPlugin`` (instance, or class instantiated once) or
+        any callable ``(request, ctx)``. ``timeout`` (seconds from submission) and
+        ``max_concurrency`` (a bulkhead) are per tool; a call's timeout overrides it.
+
+        Raises ``ValueError`` for a duplicate or blank name, ``HostClosed`` after close.
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError("a tool name must be a non-blank string, got %r" % (name,))
+        fn = as_tool_callable(tool)
+        entry = Tool(name, fn, timeout, max_concurrency, self._executor, self._watchdog)
+        with self._lock:
+            if self._closed:
+                raise errors.HostClosed("host is closed; cannot add tool %r" % name)
+            if name in self._tools:
+                raise ValueError("a tool named %r is already registered" % name)
+            self._tools[name] = entry
+
+    def submit_tool(self, name: str, request: Any, *,
+                    timeout: Optional[float] = None) -> Future:
+        """Call tool ``name`` on the shared executor; returns a Future of its result.
+
+        Raises ``ToolNotFound``, ``HostClosed`` and ``ToolBusy`` at once, on this
+        thread; the future raises ``ToolFailed`` or ``ToolTimeout``. The tool runs on
+        a pool thread, never on a service worker.
+        """
+        if self._closed:
+            raise errors.HostClosed("host is closed; tool %r not called" % (name,))
+        try:
+            tool = self._tools[name]
+        except (KeyError, TypeError):
+            raise errors.ToolNotFound(name) from None
+        return tool.submit(request, timeout)
+
+    def call_tool(self, name: str, request: Any, *, timeout: Optional[float] = None) -> Any:
+        """Call tool ``name`` and wait for its result; raises like :meth:`submit_tool`,
+        plus ``ToolFailed`` or ``ToolTimeout``."""
+        return self.submit_tool(name, request, timeout=timeout).result()
+
+    # ----------------------------------------------------------- discovery
+    def load_entry_points(self, group: str = DEFAULT_GROUP, *,
+                          config: Optional[ServiceConfig] = None) -> LoadReport:
+        """Register the plugins installed distributions declare in ``group``.
+
+        A ``ServicePlugin`` subclass becomes a service named after its entry point
+        (the class is its factory); a ``ToolPlugin`` instance or subclass
+        (instantiated once) or any other callable becomes a tool. A broken entry
+        point does not stop the others: it is reported as a ``PluginLoadError``.
+        ``config`` applies to every service loaded.
+        """
+        loaded: List[str] = []
+        broken: Dict[str, errors.PluginLoadError] = {}
+        for entry in entry_points(group):
+            name = entry.name
+            try:
+                obj = entry.load()
+            except Exception as exc:
+                error = errors.PluginLoadError(name, "cannot import %s: %s: %s" % (
+                    entry.value, type(exc).__name__, exc))
+                error.__cause__ = exc
+                broken[name] = error
+                continue
+            try:
+                what, plugin = classify(obj)
+                if what == "service":
+                    self.add_service(name, plugin, config)
+                else:
+                    self.add_tool(name, plugin)
+            except errors.HostClosed:
+                raise
+            except Exception as exc:
+                error = errors.PluginLoadError(name, "%s: %s" % (type(exc).__name__, exc))
+                error.__cause__ = exc
+                broken[name] = error
+                continue
+            loaded.append(name)
+        for name, error in broken.items():
+            logger.warning("entry point {} not loaded: {}", name, error.reason)
+        return LoadReport(tuple(loaded), broken)
+
     # -------------------------------------------------------- diagnostics
     def dead_letters(self) -> List[DeadLetter]:
         """The newest dead letters (failed, timed-out and dropped events), oldest first."""
@@ -127,17 +228,28 @@ class PluginHost:
 
     def status(self) -> HostStatus:
         """A snapshot of every service; never raises."""
-        return HostStatus(services={h.name: h.status() for h in self.services()})
+        with self._lock:
+            tools = list(self._tools.values())
+        return HostStatus(services={h.name: h.status() for h in self.services()},
+                          tools={t.name: t.status() for t in tools})
 
     # ------------------------------------------------------------- closing
     def close(self, timeout: Optional[float] = None) -> None:
-        """Stop every service (draining, bounded by ``timeout``) and join the
-        threads the host started. Idempotent."""
+        """Stop every service (draining, bounded by ``timeout``), shut the tool
+        executor down and join the threads the host started. Idempotent.
+
+        Afterwards tool calls raise ``HostClosed`` and submits ``ServiceStopped`` (a
+        FAILED service stays FAILED). Calls still waiting for a pool thread fail
+        with ``HostClosed``; a thread stuck in plugin code past every bound cannot
+        be joined and is left behind (it is a daemon thread).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             handles = list(self._services.values())
+            tools = list(self._tools.values())
         for handle in handles:
             handle._close_begin()
         requested = []
@@ -151,11 +263,20 @@ class PluginHost:
                 handle._await_stopped(life)
             except errors.PluginServiceError:
                 pass  # recorded in the service's diagnostics; close goes on
-        for handle in handles:
-            worker = handle._worker
-            if worker is not None and worker is not threading.current_thread() \
-                    and not handle._worker_busy():
-                worker.join()
+        for tool in tools:
+            tool.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for tool in tools:  # calls that slipped in while closing, withdrawn by shutdown
+            tool.close()
+        current = threading.current_thread()
+        threads = [h._worker for h in handles if h._worker is not None
+                   and not h._worker_busy()]
+        threads += [t for t in threading.enumerate()
+                    if t.name.startswith(self._tool_thread_prefix + "_")]
+        for thread in threads:
+            if thread is not current:
+                thread.join(None if deadline is None
+                            else max(0.0, deadline - time.monotonic()))
         self._watchdog.close()
 
     def __enter__(self) -> "PluginHost":

@@ -23,16 +23,27 @@ _monotonic = time.monotonic
 class Timer:
     """A scheduled callback; ``cancel()`` makes it a no-op."""
 
-    __slots__ = ("when", "callback", "args", "cancelled")
+    __slots__ = ("when", "callback", "args", "cancelled", "_watchdog")
 
-    def __init__(self, when: float, callback: Callable[..., Any], args: tuple) -> None:
+    def __init__(self, when: float, callback: Callable[..., Any], args: tuple,
+                 watchdog: "Optional[Watchdog]" = None) -> None:
         self.when = when
         self.callback = callback
         self.args = args
         self.cancelled = False
+        self._watchdog = watchdog
 
     def cancel(self) -> None:
-        self.cancelled = True
+        if not self.cancelled:
+            self.cancelled = True
+            if self._watchdog is not None:
+                self._watchdog._count_cancelled()
+
+
+# Cancelled timers stay in the heap until they surface; once they outnumber the
+# live ones (and there are enough to matter) the heap is rebuilt without them, so
+# many short calls with long timeouts cannot grow it without bound.
+_COMPACT_AT = 256
 
 
 class Watchdog:
@@ -46,10 +57,20 @@ class Watchdog:
         self._order = itertools.count()
         self._thread: Optional[threading.Thread] = None
         self._closed = False
+        self._cancelled = 0
+
+    def _count_cancelled(self) -> None:
+        with self._lock:
+            self._cancelled += 1
+            heap = self._heap
+            if self._cancelled > _COMPACT_AT and self._cancelled * 2 > len(heap):
+                heap[:] = [entry for entry in heap if not entry[2].cancelled]
+                heapq.heapify(heap)
+                self._cancelled = 0
 
     def schedule(self, when: float, callback: Callable[..., Any], *args: Any) -> Timer:
         """Run ``callback(*args)`` on the watchdog thread at monotonic time ``when``."""
-        timer = Timer(when, callback, args)
+        timer = Timer(when, callback, args, self)
         with self._lock:
             if self._closed:
                 timer.cancelled = True
@@ -86,6 +107,8 @@ class Watchdog:
             if timer is None:
                 return
             if timer.cancelled:
+                with self._lock:
+                    self._cancelled = max(0, self._cancelled - 1)
                 continue
             try:
                 timer.callback(*timer.args)
