@@ -79,8 +79,16 @@ class _AttemptTimedOut(Exception):
 
 
 def _resolve(post: _Post) -> None:
+    """Resolve futures after the lock is released.
+
+    A done-callback that raises even a BaseException is logged, never fatal to the
+    thread resolving (the worker or the watchdog); ``Future`` only guards Exception.
+    """
     for settle, value in post:
-        settle(value)
+        try:
+            settle(value)
+        except BaseException:
+            logger.opt(exception=True).error("a future's done-callback raised")
 
 
 def _describe(exc: BaseException) -> str:
@@ -346,7 +354,9 @@ class ServiceHandle:
                         self._not_empty.notify()
                     return future
                 remaining = None if endtime is None else endtime - _monotonic()
-                if not block or (remaining is not None and remaining <= 0):
+                if not block or (remaining is not None and remaining <= 0) \
+                        or threading.current_thread() is self._worker:
+                    # The worker is the only consumer: it must never wait on itself.
                     error = errors.QueueFull(self._capacity, service=self.name)
                     break
                 self._producers_waiting += 1
@@ -467,6 +477,10 @@ class ServiceHandle:
     def _await_start(self, life: int, timeout: Optional[float]) -> ServiceStatus:
         if life == 0:
             return self.status()
+        if threading.current_thread() is self._worker:
+            raise errors.LifecycleError(
+                "service %r cannot wait for its own start from its own callback" % self.name,
+                service=self.name, state=self._state)
         start_timeout = self._config.start_timeout
         if timeout is None:
             bound = start_timeout
@@ -559,7 +573,9 @@ class ServiceHandle:
         return life
 
     def _await_stopped(self, life: int) -> ServiceStatus:
-        if life == 0:
+        if life == 0 or threading.current_thread() is self._worker:
+            # Called from this service's own callback: the stop completes once the
+            # callback returns; waiting here would wait on ourselves.
             return self.status()
         with self._lock:
             self._state_changed.wait_for(
