@@ -112,14 +112,20 @@ def check_event(event: Any, ingresses: dict) -> Optional[str]:
         ingress = None
     if ingress is None:
         return "undeclared ingress %s" % _safe_repr(name)
+    # Inlined blank checks: this runs once per submit. A string is blank when empty
+    # or all whitespace, and an all-whitespace string starts with whitespace.
     source = event.source
+    if type(source) is not str or not source or (source[0].isspace() and source.isspace()):
+        if _blank(source):
+            return "blank or non-string source"
     kind = event.kind
-    if _blank(source):
-        return "blank or non-string source"
-    if _blank(kind):
-        return "blank or non-string kind"
-    if _blank(event.correlation_id):
-        return "blank or non-string correlation_id"
+    if type(kind) is not str or not kind or (kind[0].isspace() and kind.isspace()):
+        if _blank(kind):
+            return "blank or non-string kind"
+    cid = event.correlation_id
+    if type(cid) is not str or not cid or (cid[0].isspace() and cid.isspace()):
+        if _blank(cid):
+            return "blank or non-string correlation_id"
     attempt = event.attempt
     if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
         return "attempt must be an int >= 1, got %s" % _safe_repr(attempt)

@@ -333,6 +333,9 @@ class ServiceHandle:
                 items.append(future)
                 self._enqueued += 1
                 if self._worker_waiting:
+                    # One wake-up is enough: later submits must not pay for notify()
+                    # again before the worker has even run.
+                    self._worker_waiting = False
                     self._not_empty.notify()
                 return future
         return self._submit_slow(future, block, timeout)
@@ -351,6 +354,7 @@ class ServiceHandle:
                     items.append(future)
                     self._enqueued += 1
                     if self._worker_waiting:
+                        self._worker_waiting = False
                         self._not_empty.notify()
                     return future
                 remaining = None if endtime is None else endtime - _monotonic()
