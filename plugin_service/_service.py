@@ -124,6 +124,7 @@ class ServiceHandle:
         self._state_changed = threading.Condition(self._lock)
         self._worker_waiting = False
         self._producers_waiting = 0
+        self._room_signalled = False  # not_full was notified since a producer parked
 
         self._state = _READY
         self._life = 0  # incremented by every start; a worker serves one life
@@ -364,6 +365,7 @@ class ServiceHandle:
                     error = errors.QueueFull(self._capacity, service=self.name)
                     break
                 self._producers_waiting += 1
+                self._room_signalled = False
                 try:
                     self._not_full.wait(remaining)
                 finally:
@@ -802,8 +804,11 @@ class ServiceHandle:
             deadline = None
             self._deadline = None
         ctx = self._current_ctx = DispatchContext(future.event, deadline)
-        if self._producers_waiting:
-            self._not_full.notify()
+        if self._producers_waiting and not self._room_signalled:
+            # Wake every parked producer once per parking episode, not on every
+            # take: until they run, more notify() calls would only cost us.
+            self._room_signalled = True
+            self._not_full.notify_all()
         return future, ctx
 
     def _wait_for_event(self, life: int, timeout: Optional[float]
