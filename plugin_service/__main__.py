@@ -1,7 +1,7 @@
-"""``python -m plugin_service``: run the demo host."""
+"""``python -m plugin_service``: the ``plugin-service`` command; with no arguments, the demo."""
 import sys
 
-from ._demo import run_demo
+from ._cli import main
 
 if __name__ == "__main__":
-    sys.exit(run_demo())
+    sys.exit(main())

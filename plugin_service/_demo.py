@@ -1,44 +1,166 @@
-"""A short demo host: the main job of ``python -m plugin_service``."""
+"""The demo host: ``plugin-service demo`` and ``python -m plugin_service``.
+
+It hosts the example plugins (the ``words`` service and the ``frequency`` tool),
+feeds them events for a few seconds while one status line refreshes, and ends
+with a status table of every service and tool.
+"""
 from __future__ import annotations
 
-import json
+import itertools
 import sys
-from typing import TextIO
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
 
 from . import errors
 from ._config import ServiceConfig
+from ._diagnostics import Diagnostic, HostStatus
 from ._events import IngressEvent
 from ._examples import WordCounter, WordFrequency
 from ._host import PluginHost
 
+__all__ = ["EXAMPLES_GROUP", "run_demo", "status_line", "status_table"]
+
 EXAMPLES_GROUP = "plugin_service.examples"
 
+#: What the demo feeds, in a loop: a line that fails in the handler and a payload
+#: that the ingress refuses show the failed and rejected counters moving.
+DEMO_PAYLOADS: Sequence[Any] = (
+    "the quick brown fox", "jumps over the lazy dog", "please fail here",
+    "the fox again", 42, "a dog and a fox",
+)
 
-def run_demo(out: TextIO = sys.stdout) -> int:
-    """Run the demo host: load the example plugins, feed events, call the tool,
-    print each outcome and the final status diagnostics."""
-    lines = ["the quick brown fox", "jumps over the fox", "please fail here", "the lazy dog"]
-    with PluginHost() as host:
-        config = ServiceConfig(queue_size=8, fail_after=None)  # a bad line fails alone
-        report = host.load_entry_points(EXAMPLES_GROUP, config=config)
-        if "words" not in report.loaded:  # running from a source tree, not installed
-            host.add_service("words", WordCounter, config)
-            host.add_tool("frequency", WordFrequency())
-        print("loaded: %s" % ", ".join(s.name for s in host.services()), file=out)
-        words = host.service("words")
-        host.start_all(timeout=5)
-        futures = [words.submit(IngressEvent("text", "demo", line, kind="line"))
-                   for line in lines]
+_TICK = 0.05  # seconds between two bursts of events
+_BURST = 6  # events per burst; more than the queue drains at once, so depth shows
+_PLAIN_EVERY = 1.0  # seconds between two status lines when stdout is not a terminal
+
+
+def _load_examples(host: PluginHost, config: ServiceConfig) -> None:
+    """The example plugins through their entry points, or directly from a source tree."""
+    report = host.load_entry_points(EXAMPLES_GROUP, config=config)
+    if "words" not in report.loaded:
+        host.add_service("words", WordCounter, config)
+    if "frequency" not in report.loaded:
+        host.add_tool("frequency", WordFrequency())
+
+
+def _feed(host: PluginHost, payloads: itertools.cycle[Any]) -> None:
+    """One burst: events for ``words`` (refusals are counted, not raised) and a tool call."""
+    words = host.service("words")
+    text = []
+    for _ in range(_BURST):
+        payload = next(payloads)
         try:
-            words.submit(IngressEvent("text", "demo", 42, kind="line"))
-        except errors.InvalidEvent as exc:
-            print("rejected: %s" % exc.reason, file=out)
-        for line, future in zip(lines, futures):
-            try:
-                print("%-22r -> %s words" % (line, future.result(timeout=5)), file=out)
-            except errors.PluginServiceError as exc:
-                print("%-22r -> %s: %s" % (line, type(exc).__name__, exc), file=out)
-        print("frequency tool -> %s" % host.call_tool("frequency", " ".join(lines), timeout=5),
-              file=out)
-    print(json.dumps(host.status().to_dict(), indent=2), file=out)
+            words.submit(IngressEvent("text", "demo", payload, kind="line"))
+        except errors.PluginServiceError:
+            pass  # InvalidEvent or QueueFull: the service's counters show it
+        if isinstance(payload, str):
+            text.append(payload)
+    try:
+        host.submit_tool("frequency", " ".join(text), timeout=1.0)
+    except errors.PluginServiceError:
+        pass  # ToolBusy or HostClosed: the tool's counters show it
+
+
+def status_line(status: HostStatus, elapsed: float) -> str:
+    """One line summing up every service and tool, for the live display."""
+    parts = []
+    for service in status.services.values():
+        c = service.counters
+        parts.append(f"{service.name} {service.state.value} queue {service.queue_depth}/"
+                     f"{service.queue_capacity} ok {c.succeeded} failed {c.failed} "
+                     f"rejected {c.rejected}")
+    for tool in status.tools.values():
+        t = tool.counters
+        parts.append(f"{tool.name} calls {t.calls} ok {t.succeeded} failed {t.failed}")
+    return "[{:5.1f}s] {}".format(elapsed, " | ".join(parts))
+
+
+def _last_error(diagnostic: Diagnostic | None, width: int = 60) -> str:
+    if diagnostic is None:
+        return "-"
+    text = f"{diagnostic.kind.value}: {diagnostic.message}"
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _table(header: Sequence[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in [list(header)] + rows) for i in range(len(header))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+            for row in [list(header)] + rows]
+
+
+def status_table(status: HostStatus) -> str:
+    """The status of every service and tool as two text tables (no trailing newline)."""
+    service_rows = []
+    for s in status.services.values():
+        c = s.counters
+        service_rows.append([
+            s.name, s.state.value, f"{s.queue_depth}/{s.queue_capacity}",
+            str(s.in_flight), str(c.enqueued), str(c.dispatched), str(c.succeeded),
+            str(c.failed), str(c.timed_out), str(c.rejected), str(c.dropped),
+            str(c.retried), str(s.restarts), _last_error(s.last_error)])
+    tool_rows = []
+    for t in status.tools.values():
+        k = t.counters
+        tool_rows.append([
+            t.name, str(t.in_flight), str(k.calls), str(k.succeeded), str(k.failed),
+            str(k.timed_out), str(k.rejected), _last_error(t.last_error)])
+    lines = _table(("SERVICE", "STATE", "QUEUE", "IN-FLIGHT", "ENQUEUED", "DISPATCHED",
+                    "SUCCEEDED", "FAILED", "TIMED-OUT", "REJECTED", "DROPPED", "RETRIED",
+                    "RESTARTS", "LAST ERROR"), service_rows)
+    lines.append("")
+    lines += _table(("TOOL", "IN-FLIGHT", "CALLS", "SUCCEEDED", "FAILED", "TIMED-OUT",
+                     "REJECTED", "LAST ERROR"), tool_rows)
+    return "\n".join(lines)
+
+
+class _LiveLine:
+    """The refreshing status line: rewritten in place with ``\\r`` on a terminal,
+    a plain line every ``_PLAIN_EVERY`` seconds otherwise."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._tty = out.isatty()
+        self._width = 0
+        self._next_plain = 0.0
+
+    def show(self, text: str, elapsed: float, last: bool = False) -> None:
+        if self._tty:
+            self._out.write("\r" + text.ljust(self._width))
+            self._width = len(text)
+            if last:
+                self._out.write("\n")
+        elif last or elapsed >= self._next_plain:
+            self._out.write(text + "\n")
+            self._next_plain = elapsed + _PLAIN_EVERY
+        self._out.flush()
+
+
+def run_demo(out: TextIO | None = None, seconds: float = 3.0) -> int:
+    """Run the demo host for ``seconds`` seconds, writing to ``out`` (stdout by
+    default): the plugins loaded, a live status line, then the final status table
+    once the host has closed (every queued event drained). Returns 0."""
+    out = sys.stdout if out is None else out
+    live = _LiveLine(out)
+    payloads = itertools.cycle(DEMO_PAYLOADS)
+    with PluginHost() as host:
+        # fail_after=None: a failing line fails alone instead of failing the service.
+        _load_examples(host, ServiceConfig(queue_size=16, fail_after=None))
+        out.write("services: {}; tools: {}; feeding events for {:g}s\n".format(
+            ", ".join(sorted(host.status().services)),
+            ", ".join(sorted(host.status().tools)), seconds))
+        host.start_all(timeout=5)
+        began = time.monotonic()
+        deadline = began + seconds
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            _feed(host, payloads)
+            live.show(status_line(host.status(), now - began), now - began)
+            time.sleep(min(_TICK, max(0.0, deadline - time.monotonic())))
+        live.show(status_line(host.status(), time.monotonic() - began),
+                  time.monotonic() - began, last=True)
+    out.write(f"\nfinal status:\n{status_table(host.status())}\n")
+    out.flush()
     return 0

@@ -1,13 +1,31 @@
-"""The future a submit returns."""
+"""The futures the host hands out."""
 from __future__ import annotations
 
 from concurrent.futures import Future
 from typing import Any
 
-__all__ = ["DispatchFuture"]
+from loguru import logger
+
+__all__ = ["GuardedFuture", "DispatchFuture"]
 
 
-class DispatchFuture(Future):
+class GuardedFuture(Future):
+    """A Future whose done-callbacks cannot break the thread that resolves it.
+
+    ``Future`` guards callbacks against ``Exception`` only; a callback raising
+    ``SystemExit`` or ``KeyboardInterrupt`` would skip the callbacks after it and
+    escape into our worker or watchdog. Here each is run once and any raise logged.
+    """
+
+    def _invoke_callbacks(self) -> None:
+        for callback in self._done_callbacks:
+            try:
+                callback(self)
+            except BaseException:
+                logger.opt(exception=True).error("done-callback {!r} raised", callback)
+
+
+class DispatchFuture(GuardedFuture):
     """A :class:`concurrent.futures.Future` for one submitted event (``event``).
 
     It resolves to what ``handle_ingress`` returned, or raises the typed outcome
@@ -28,4 +46,8 @@ class DispatchFuture(Future):
         return owner._withdraw(self)
 
     def _cancel_withdrawn(self) -> bool:
-        return super().cancel()
+        cancelled = super().cancel()
+        # Future.cancel() leaves waiters of wait()/as_completed() to the executor,
+        # which would call this next; we are that executor.
+        self.set_running_or_notify_cancel()
+        return cancelled

@@ -112,7 +112,7 @@ class ServiceHandle:
         self._instance = plugin
         self._factory = factory
         self._runtime = runtime
-        self._log = logger.bind(service=name)
+        self._log = logger.bind(service=name, correlation_id=None)
 
         # The queue's own mutex guards everything below.
         self._queue: queue.Queue = queue.Queue(maxsize=config.queue_size)
@@ -156,6 +156,7 @@ class ServiceHandle:
         self._auto_restarts: collections.deque = collections.deque()
         self._last_error: Optional[Diagnostic] = None
         self._failure: Optional[Diagnostic] = None
+        self._failure_life = 0  # the life whose failure ``_failure`` is
         self._diagnostics: collections.deque = collections.deque(maxlen=DIAGNOSTICS_KEPT)
 
     # ------------------------------------------------------------------ reading
@@ -285,8 +286,9 @@ class ServiceHandle:
         """Go FAILED (once per life); queued events wait for a restart or are dropped."""
         if self._state is _FAILED:
             return
-        if self._failure is None:
-            self._failure = diagnostic
+        if self._failure is None or self._failure_life != self._life:
+            self._failure = diagnostic  # the first failure of the current life
+            self._failure_life = self._life
         restart = self._restart_allowed()
         self._transition(_FAILED, diagnostic.kind.value)
         self._fail_pending = None
@@ -682,7 +684,7 @@ class ServiceHandle:
                 and self._fail_pending is None:
             self._fail_pending = diagnostic  # FAILED once the handler returns
         grace = self._config.cancel_grace
-        if grace is not None and self._state is not _STOPPING:
+        if grace is not None:
             self._runtime.watchdog.schedule(_monotonic() + grace, self._on_dispatch_grace,
                                             self._life, future, grace)
         post.append((future.set_exception, errors.DispatchTimeout(

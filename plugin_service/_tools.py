@@ -20,6 +20,7 @@ from loguru import logger
 from . import errors
 from ._context import ToolContext
 from ._diagnostics import Diagnostic, DiagnosticKind, ToolCounters, ToolStatus
+from ._future import GuardedFuture
 from ._lifecycle import LifecycleState
 from ._plugin import ToolPlugin
 from ._redact import sanitize
@@ -57,7 +58,7 @@ class _Call:
 
     def __init__(self, request: Any, deadline: Optional[float],
                  timeout: Optional[float]) -> None:
-        self.future: Future = Future()
+        self.future: Future = GuardedFuture()
         self.ctx = ToolContext(request, deadline)
         self.request = request
         self.decided = False  # outcome recorded (result, error or timeout)

@@ -1,0 +1,574 @@
+"""The ``plugin-service`` command line (also ``python -m plugin_service``).
+
+``demo`` runs the demo host; ``run`` hosts plugins, reads JSON-lines events on
+stdin and writes one JSON line per outcome on stdout. Only this entry point
+configures logging: it removes loguru's default handler, so the command stays
+quiet on stderr unless ``-v LEVEL`` asks for ``plugin_service`` logs.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import queue
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from types import FrameType
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
+
+from loguru import logger
+
+from . import __version__, errors
+from ._config import ServiceConfig
+from ._demo import run_demo
+from ._diagnostics import DiagnosticKind, jsonable
+from ._discovery import DEFAULT_GROUP, classify
+from ._events import IngressEvent, new_correlation_id
+from ._host import PluginHost
+
+if TYPE_CHECKING:
+    from loguru import Record
+
+    from ._metrics import MetricsServer  # prometheus_client: only when --metrics-port
+
+__all__ = ["build_parser", "main"]
+
+_RUN_EPILOG = """\
+input, one JSON object per line (blank lines are skipped):
+  {"service": NAME, "ingress": I, "kind": K, "source": S, "payload": P}
+      kind defaults to "event", source to "stdin", payload to null; an optional
+      "correlation_id" replaces the generated one
+  {"tool": NAME, "request": R}
+
+output, one JSON line per input line, in the order outcomes complete:
+  {"correlation_id": ..., "service": NAME, "outcome": "succeeded", "result": ..., "line": N}
+  {"correlation_id": ..., "service": NAME, "outcome": "rejected",
+   "error": {"type": "QueueFull", "kind": "queue_full", "message": ...}, "line": N}
+  outcomes: succeeded, failed, timed_out, dropped, rejected; tool lines carry
+  "tool" instead of "service"; a malformed line is rejected with type
+  MalformedLine (or InvalidEvent, ServiceNotFound, ToolNotFound) and the run
+  goes on.
+
+end of input, Ctrl-C (SIGINT) or SIGTERM stops the host, draining every accepted
+event first. SIGUSR1 writes {"status": {...}, "reason": "SIGUSR1"} as one line to
+stderr; the final status is written the same way at exit ("reason": "exit").
+"""
+
+
+# ----------------------------------------------------------------- output
+class _Stream:
+    """A text stream written one whole line at a time under a lock, so lines from
+    worker threads, the status thread and loguru never interleave. A reader that
+    went away (closed pipe) is ignored: the run must still drain and exit."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.lock = threading.Lock()
+
+    def write_line(self, text: str) -> None:
+        with self.lock:
+            self.write_locked(text)
+
+    def write_locked(self, text: str) -> None:
+        try:
+            self._stream.write(text if text.endswith("\n") else text + "\n")
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` if JSON can carry it, else its status-style conversion, else its repr."""
+    for candidate in (value, jsonable(value)):
+        try:
+            json.dumps(candidate, allow_nan=False)
+            return candidate
+        except (TypeError, ValueError, RecursionError):
+            continue
+    try:
+        return repr(value)
+    except Exception:  # noqa: BLE001 - a plugin's __repr__ may raise anything
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+def _error(type_name: str, kind: str, message: str) -> dict[str, str]:
+    return {"type": type_name, "kind": kind, "message": message}
+
+
+def _error_of(exc: BaseException) -> dict[str, str]:
+    kind = exc.kind.value if isinstance(exc, errors.PluginServiceError) else "error"
+    return _error(type(exc).__name__, kind, str(exc))
+
+
+# ---------------------------------------------------------------- logging
+def _log_level(text: str) -> str | int:
+    """argparse type of ``--log-level``: a loguru level name (any case) or number."""
+    if text.isdigit():
+        return int(text)
+    try:
+        return logger.level(text.upper()).name
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"unknown log level {text!r} "
+            "(TRACE, DEBUG, INFO, SUCCESS, WARNING, ERROR, CRITICAL)") from None
+
+
+def _log_format(record: Record) -> str:
+    extra = "".join(f"{key}={{extra[{key}]}} " for key, value in record["extra"].items()
+                    if value is not None)
+    return ("{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name} | " + extra
+            + "{message}\n{exception}")
+
+
+def _configure_logging(level: str | int | None, stderr: _Stream) -> None:
+    """Quiet by default; with ``level``, plugin_service logs go to stderr."""
+    logger.remove()
+    if level is not None:
+        logger.add(stderr.write_line, level=level, format=_log_format, colorize=False)
+        logger.enable("plugin_service")
+
+
+# ------------------------------------------------------------------ parser
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``plugin-service``."""
+    # -v is accepted before or after the command; SUPPRESS keeps a subcommand
+    # from resetting a level given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--log-level", metavar="LEVEL", type=_log_level,
+                        default=argparse.SUPPRESS,
+                        help="log plugin_service at LEVEL (e.g. DEBUG, INFO) to stderr; "
+                             "without it the command is quiet on stderr")
+    parser = argparse.ArgumentParser(
+        prog="plugin-service", parents=[common],
+        description="Host service and tool plugins on threads. "
+                    "Without a command, runs the demo.")
+    parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
+    parser.set_defaults(command=None, log_level=None, seconds=3.0)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo", parents=[common], help="run the demo host with the example plugins",
+        description="Host the example plugins (the 'words' service and the 'frequency' "
+                    "tool), feed them events while a status line refreshes, then print "
+                    "the final status table.")
+    demo.add_argument("--seconds", metavar="N", type=_seconds, default=3.0,
+                      help="how long to feed events (default: 3)")
+
+    run = commands.add_parser(
+        "run", parents=[common], help="host plugins and feed them JSON-lines events from stdin",
+        description="Host plugins named as module:attr (or name=module:attr), or found "
+                    "through an entry-point group, and feed them the JSON-lines events "
+                    "read from stdin.",
+        epilog=_RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("specs", nargs="*", metavar="SPEC",
+                     help="a plugin as module:attr or name=module:attr; a ServicePlugin "
+                          "subclass becomes a service named after attr (lower-cased), a "
+                          "ToolPlugin or callable a tool")
+    run.add_argument("--group", action="append", default=[], metavar="GROUP",
+                     help="also load the plugins of entry-point group GROUP (repeatable; "
+                          f"default without SPEC: {DEFAULT_GROUP})")
+    run.add_argument("--metrics-port", metavar="PORT", type=_port,
+                     help="serve Prometheus metrics on 127.0.0.1:PORT (0: a free port); "
+                          "needs the 'metrics' extra")
+    run.add_argument("--metrics-addr", metavar="ADDR", default="127.0.0.1",
+                     help="address of the metrics endpoint (default: 127.0.0.1)")
+    run.add_argument("--queue-size", metavar="N", type=_positive_int, default=32,
+                     help="ingress queue capacity of each service (default: 32)")
+    run.add_argument("--dispatch-timeout", metavar="S", type=_seconds, default=30.0,
+                     help="bound on each event's handler and each tool call (default: 30)")
+    run.add_argument("--fail-after", metavar="N", type=_positive_int, default=None,
+                     help="fail a service after N consecutive failed events "
+                          "(default: never, each event fails alone)")
+    run.add_argument("--submit-timeout", metavar="S", type=_seconds, default=5.0,
+                     help="how long a line waits for room in a full queue before it is "
+                          "rejected with QueueFull (default: 5)")
+    run.add_argument("--status-file", metavar="PATH",
+                     help="also write the final status as JSON to PATH")
+    return parser
+
+
+# ------------------------------------------------------------------ plugins
+class _UsageError(Exception):
+    """A command line that cannot run: reported on stderr with exit code 2."""
+
+
+def _import_spec(spec: str) -> tuple[str, str, Any]:
+    """``(name, "service" | "tool", plugin)`` for ``module:attr`` or ``name=module:attr``."""
+    name: str | None = None
+    target = spec
+    head, sep, rest = spec.partition("=")
+    if sep and ":" not in head:
+        name, target = head.strip(), rest
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise _UsageError(f"plugin spec {spec!r} is not module:attr or name=module:attr")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:  # noqa: BLE001 - importing a user's module may raise anything
+        raise _UsageError(f"cannot load plugin {spec!r}: {type(exc).__name__}: {exc}") from None
+    try:
+        what, plugin = classify(obj)
+    except TypeError as exc:
+        raise _UsageError(f"plugin {spec!r}: {exc}") from None
+    return name or attr.split(".")[-1].lower(), what, plugin
+
+
+def _add_plugins(host: PluginHost, args: argparse.Namespace, config: ServiceConfig,
+                 stderr: _Stream) -> None:
+    for spec in args.specs:
+        name, what, plugin = _import_spec(spec)
+        try:
+            if what == "service":
+                host.add_service(name, plugin, config)
+            else:
+                host.add_tool(name, plugin, timeout=args.dispatch_timeout)
+        except (TypeError, ValueError) as exc:
+            raise _UsageError(f"plugin {spec!r}: {exc}") from None
+    groups = args.group or ([] if args.specs else [DEFAULT_GROUP])
+    for group in groups:
+        report = host.load_entry_points(group, config=config)
+        for name, error in report.errors.items():
+            stderr.write_line(f"plugin-service: warning: entry point {name!r} of group "
+                              f"{group!r} not loaded: {error.reason}")
+    status = host.status()
+    if not status.services and not status.tools:
+        searched = " / ".join(groups or [DEFAULT_GROUP])
+        raise _UsageError("no plugins to host: name them as module:attr or install "
+                          f"plugins in the entry-point group {searched}")
+
+
+# --------------------------------------------------------------------- run
+class _Stop(Exception):
+    """Raised by the stop-signal handler into a blocked read of stdin."""
+
+
+class _StatusReporter:
+    """Writes ``{"status": ...}`` lines to stderr from its own thread on request.
+
+    :meth:`request` only puts on a ``SimpleQueue``, which is safe from a signal
+    handler; the snapshot is taken on the reporter thread, never inside the
+    handler, which could otherwise wait on a lock its own thread holds.
+    """
+
+    def __init__(self, host: PluginHost, stderr: _Stream) -> None:
+        self._host = host
+        self._stderr = stderr
+        self._requests: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="plugin-service-status",
+                                        daemon=True)
+        self._thread.start()
+
+    def request(self, reason: str) -> None:
+        self._requests.put(reason)
+
+    def write(self, reason: str) -> dict[str, Any]:
+        snapshot: dict[str, Any] = self._host.status().to_dict()
+        self._stderr.write_line(json.dumps({"status": snapshot, "reason": reason}))
+        return snapshot
+
+    def close(self) -> None:
+        self._requests.put(None)
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while True:
+            reason = self._requests.get()
+            if reason is None:
+                return
+            self.write(reason)
+
+
+class _Runner:
+    """Feeds the lines of stdin to a started host and writes every outcome once.
+
+    Lines are read and submitted on the main thread; accepted events and tool
+    calls are answered from the done-callbacks of their futures, on the thread
+    that settles them. ``_pending`` holds what was accepted and not yet answered.
+    """
+
+    def __init__(self, host: PluginHost, stdout: _Stream, submit_timeout: float) -> None:
+        self._host = host
+        self._out = stdout
+        self._submit_timeout = submit_timeout
+        self._pending: dict[int, tuple[str | None, str, Any]] = {}
+        self._all_answered = threading.Condition(stdout.lock)
+        self._reading = False
+        self.stop_reason: str | None = None
+
+    # ------------------------------------------------------------ signals
+    def on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        """SIGINT/SIGTERM: stop reading. Raises only into a blocked read, so a line
+        being submitted is always either answered or never accepted."""
+        self.stop_reason = signal.Signals(signum).name
+        if self._reading:
+            raise _Stop()
+
+    # ------------------------------------------------------------- reading
+    def feed(self, stdin: TextIO | BinaryIO) -> None:
+        """Read and submit lines until end of input or a stop signal."""
+        binary = getattr(stdin, "buffer", stdin)
+        readline: Callable[[], str | bytes] = binary.readline
+        number = 0
+        try:
+            while self.stop_reason is None:
+                self._reading = True
+                try:
+                    raw = readline()
+                finally:
+                    self._reading = False
+                if not raw:
+                    self.stop_reason = "end of input"
+                    break
+                number += 1
+                self._take(number, raw)
+        except _Stop:
+            pass
+        except KeyboardInterrupt:  # no handler of ours installed (not the main thread)
+            self.stop_reason = "SIGINT"
+
+    def _take(self, number: int, raw: str | bytes) -> None:
+        if isinstance(raw, bytes):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                self._reject(number, None, "service", None, _error(
+                    "MalformedLine", "malformed_line", f"line is not UTF-8: {exc}"))
+                return
+        else:
+            text = raw
+        if not text.strip():
+            return
+        try:
+            obj = json.loads(text)
+        except ValueError as exc:
+            self._reject(number, None, "service", None,
+                         _error("MalformedLine", "malformed_line", f"not JSON: {exc}"))
+            return
+        if isinstance(obj, dict) and "tool" in obj:
+            self._call_tool(number, obj)
+        elif isinstance(obj, dict) and "service" in obj:
+            self._submit_event(number, obj)
+        else:
+            self._reject(number, None, "service", None, _error(
+                "MalformedLine", "malformed_line",
+                "a line is a JSON object with a 'service' or a 'tool' field"))
+
+    def _submit_event(self, number: int, obj: dict[str, Any]) -> None:
+        service = obj["service"]
+        cid = obj.get("correlation_id")
+        if "ingress" not in obj:
+            error = errors.InvalidEvent("missing field 'ingress'",
+                                        service=service if isinstance(service, str) else None)
+            self._reject(number, cid, "service", service, _error_of(error))
+            return
+        fields: dict[str, Any] = {"kind": obj.get("kind", "event")}
+        if cid is not None:
+            fields["correlation_id"] = cid
+        event = IngressEvent(obj["ingress"], obj.get("source", "stdin"), obj.get("payload"),
+                             **fields)
+        logger.debug("line {}: event {} for service {}", number, event.correlation_id,
+                     service)
+        try:
+            future = self._host.submit(service, event, block=True,
+                                       timeout=self._submit_timeout)
+        except errors.PluginServiceError as exc:
+            self._reject(number, event.correlation_id, "service", service, _error_of(exc))
+            return
+        self._accept(number, event.correlation_id, "service", service, future)
+
+    def _call_tool(self, number: int, obj: dict[str, Any]) -> None:
+        tool = obj["tool"]
+        cid = obj.get("correlation_id")
+        if not isinstance(cid, str) or not cid.strip():
+            cid = new_correlation_id()
+        logger.debug("line {}: call {} of tool {}", number, cid, tool)
+        try:
+            future = self._host.submit_tool(tool, obj.get("request"))
+        except errors.PluginServiceError as exc:
+            self._reject(number, cid, "tool", tool, _error_of(exc))
+            return
+        self._accept(number, cid, "tool", tool, future)
+
+    # ----------------------------------------------------------- answering
+    def _reject(self, number: int, cid: Any, key: str, target: Any,
+                error: dict[str, str]) -> None:
+        self._write(cid, key, target, "rejected", "error", error, number)
+
+    def _write(self, cid: Any, key: str, target: Any, outcome: str, what: str,
+               value: Any, number: int) -> None:
+        record = {"correlation_id": _json_safe(cid), key: _json_safe(target),
+                  "outcome": outcome, what: value, "line": number}
+        self._out.write_line(json.dumps(record, allow_nan=False))
+
+    def _accept(self, number: int, cid: str | None, key: str, target: str,
+                future: Future[Any]) -> None:
+        with self._all_answered:
+            self._pending[number] = (cid, key, target)
+        future.add_done_callback(lambda done: self._answer(number, done))
+
+    def _answer(self, number: int, future: Future[Any]) -> None:
+        """Done-callback: write the outcome line (runs on the settling thread)."""
+        if future.cancelled():
+            outcome, what, value = "dropped", "error", _error(
+                "CancelledError", DiagnosticKind.SERVICE_STOPPED.value, "cancelled")
+        else:
+            exc = future.exception()
+            if exc is None:
+                outcome, what, value = "succeeded", "result", _json_safe(future.result())
+            else:
+                outcome, what, value = _outcome_of(exc), "error", _error_of(exc)
+        with self._all_answered:
+            entry = self._pending.pop(number, None)
+            if entry is not None:
+                cid, key, target = entry
+                record = {"correlation_id": cid, key: _json_safe(target),
+                          "outcome": outcome, what: value, "line": number}
+                self._out.write_locked(json.dumps(record, allow_nan=False))
+            if not self._pending:
+                self._all_answered.notify_all()
+
+    def finish(self, timeout: float) -> None:
+        """After the host closed: wait for the last answers; anything still open
+        (a thread stuck past every bound) is answered as dropped."""
+        with self._all_answered:
+            self._all_answered.wait_for(lambda: not self._pending, timeout)
+            for number, (cid, key, target) in sorted(self._pending.items()):
+                record = {"correlation_id": cid, key: _json_safe(target), "outcome": "dropped",
+                          "error": _error("HostClosed", DiagnosticKind.HOST_CLOSED.value,
+                                          "no outcome before exit"), "line": number}
+                self._out.write_locked(json.dumps(record))
+            self._pending.clear()
+
+
+def _outcome_of(exc: BaseException) -> str:
+    if isinstance(exc, (errors.DispatchTimeout, errors.ToolTimeout)):
+        return "timed_out"
+    if isinstance(exc, (errors.ServiceStopped, errors.ServiceFailed, errors.HostClosed)):
+        return "dropped"  # accepted, then withdrawn by a stop or a failure
+    return "failed"
+
+
+def _install_signals(handlers: dict[str, Callable[[int, FrameType | None], None]]
+                     ) -> list[tuple[int, Any]]:
+    """Install the handlers that exist on this platform; returns what to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return []
+    previous = []
+    for name, handler in handlers.items():
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            previous.append((signum, signal.signal(signum, handler)))
+    return previous
+
+
+def _serve_metrics(host: PluginHost, args: argparse.Namespace,
+                   stderr: _Stream) -> MetricsServer:
+    """The metrics endpoint of ``--metrics-port``; its URL goes to stderr as JSON."""
+    try:
+        from ._metrics import serve_metrics
+    except ImportError:
+        raise _UsageError("--metrics-port needs prometheus_client: "
+                          "pip install 'plugin_service[metrics]'") from None
+    try:
+        server = serve_metrics(host, args.metrics_port, args.metrics_addr)
+    except OSError as exc:
+        raise _UsageError(f"cannot serve metrics on {args.metrics_addr}:"
+                          f"{args.metrics_port}: {exc}") from None
+    stderr.write_line(json.dumps({"metrics": server.url}))
+    return server
+
+
+def _run(args: argparse.Namespace, stdin: TextIO, stdout: _Stream, stderr: _Stream) -> int:
+    """``plugin-service run``: host, feed stdin, drain, report; returns the exit code."""
+    config = ServiceConfig(queue_size=args.queue_size, dispatch_timeout=args.dispatch_timeout,
+                           fail_after=args.fail_after)
+    metrics: MetricsServer | None = None
+    host = PluginHost()
+    try:
+        _add_plugins(host, args, config, stderr)
+        if args.metrics_port is not None:
+            metrics = _serve_metrics(host, args, stderr)
+        try:
+            host.start_all()
+        except errors.ServiceFailed as exc:  # the others run; its events are rejected
+            stderr.write_line(f"plugin-service: warning: {exc}")
+    except BaseException:
+        host.close()
+        if metrics is not None:
+            metrics.close()
+        raise
+
+    runner = _Runner(host, stdout, args.submit_timeout)
+    reporter = _StatusReporter(host, stderr)
+    previous = _install_signals({
+        "SIGINT": runner.on_stop_signal,
+        "SIGTERM": runner.on_stop_signal,
+        "SIGUSR1": lambda signum, frame: reporter.request("SIGUSR1"),
+    })
+    try:
+        runner.feed(stdin)
+        logger.info("stopping on {}: draining accepted events", runner.stop_reason)
+    finally:
+        # Signals stay ours while draining: another Ctrl-C cannot cut the drain
+        # short (each service's stop_timeout bounds it).
+        host.close()
+        runner.finish(timeout=10.0)
+        for signum, handler in previous:
+            signal.signal(signum, handler)
+        reporter.close()
+        final = reporter.write("exit")
+        if metrics is not None:
+            metrics.close()
+    if args.status_file:
+        try:
+            with open(args.status_file, "w", encoding="utf-8") as file:
+                json.dump(final, file, indent=2)
+                file.write("\n")
+        except OSError as exc:
+            stderr.write_line(f"plugin-service: error: cannot write status file: {exc}")
+            return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``plugin-service`` with ``argv`` (default: ``sys.argv[1:]``); returns the
+    exit code: 0, 2 for a command line that cannot run (usage, plugin loading)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    stdout, stderr = _Stream(sys.stdout), _Stream(sys.stderr)
+    _configure_logging(args.log_level, stderr)
+    try:
+        if args.command == "run":
+            return _run(args, sys.stdin, stdout, stderr)
+        return run_demo(seconds=args.seconds)
+    except KeyboardInterrupt:  # Ctrl-C in the demo; ``run`` handles SIGINT itself
+        return 130
+    except _UsageError as exc:
+        stderr.write_line(f"{parser.prog}: error: {exc}")
+        return 2
