@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import queue
 import signal
 import sys
@@ -67,6 +68,7 @@ class _Stream:
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self.lock = threading.Lock()
+        self.broken = False
 
     def write_line(self, text: str) -> None:
         with self.lock:
@@ -77,7 +79,7 @@ class _Stream:
             self._stream.write(text if text.endswith("\n") else text + "\n")
             self._stream.flush()
         except (OSError, ValueError):
-            pass
+            self.broken = True
 
 
 def _json_safe(value: Any) -> Any:
@@ -153,25 +155,26 @@ def _port(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``plugin-service``."""
-    # -v is accepted before or after the command; SUPPRESS keeps a subcommand
-    # from resetting a level given before it.
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--log-level", metavar="LEVEL", type=_log_level,
-                        default=argparse.SUPPRESS,
+def _add_log_level(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument("-v", "--log-level", metavar="LEVEL", type=_log_level,
+                        default=default,
                         help="log plugin_service at LEVEL (e.g. DEBUG, INFO) to stderr; "
                              "without it the command is quiet on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``plugin-service``."""
     parser = argparse.ArgumentParser(
-        prog="plugin-service", parents=[common],
+        prog="plugin-service",
         description="Host service and tool plugins on threads. "
                     "Without a command, runs the demo.")
+    _add_log_level(parser, None)
     parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
-    parser.set_defaults(command=None, log_level=None, seconds=3.0)
+    parser.set_defaults(command=None, seconds=3.0)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = commands.add_parser(
-        "demo", parents=[common], help="run the demo host with the example plugins",
+        "demo", help="run the demo host with the example plugins",
         description="Host the example plugins (the 'words' service and the 'frequency' "
                     "tool), feed them events while a status line refreshes, then print "
                     "the final status table.")
@@ -179,11 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="how long to feed events (default: 3)")
 
     run = commands.add_parser(
-        "run", parents=[common], help="host plugins and feed them JSON-lines events from stdin",
+        "run", help="host plugins and feed them JSON-lines events from stdin",
         description="Host plugins named as module:attr (or name=module:attr), or found "
                     "through an entry-point group, and feed them the JSON-lines events "
                     "read from stdin.",
         epilog=_RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # -v also after the command; SUPPRESS keeps a level given before it.
+    for command in (demo, run):
+        _add_log_level(command, argparse.SUPPRESS)
     run.add_argument("specs", nargs="*", metavar="SPEC",
                      help="a plugin as module:attr or name=module:attr; a ServicePlugin "
                           "subclass becomes a service named after attr (lower-cased), a "
@@ -241,6 +247,10 @@ def _import_spec(spec: str) -> tuple[str, str, Any]:
 
 def _add_plugins(host: PluginHost, args: argparse.Namespace, config: ServiceConfig,
                  stderr: _Stream) -> None:
+    if args.specs and "" not in sys.path and os.getcwd() not in sys.path:
+        # As with ``python -m`` (and uvicorn, gunicorn): modules of the current
+        # directory can be named, even from the ``plugin-service`` script.
+        sys.path.insert(0, os.getcwd())
     for spec in args.specs:
         name, what, plugin = _import_spec(spec)
         try:
@@ -264,52 +274,97 @@ def _add_plugins(host: PluginHost, args: argparse.Namespace, config: ServiceConf
 
 
 # --------------------------------------------------------------------- run
-class _Stop(Exception):
-    """Raised by the stop-signal handler into a blocked read of stdin."""
+_STOP_SIGNALS = ("SIGINT", "SIGTERM")
+_STATUS_SIGNAL = "SIGUSR1"
+_READ_AHEAD = 64  # lines read from stdin ahead of the submitting loop
 
 
-class _StatusReporter:
-    """Writes ``{"status": ...}`` lines to stderr from its own thread on request.
+def _write_status(host: PluginHost, stderr: _Stream, reason: str) -> dict[str, Any]:
+    """One ``{"status": ..., "reason": ...}`` line on stderr; returns the status."""
+    snapshot: dict[str, Any] = host.status().to_dict()
+    stderr.write_line(json.dumps({"status": snapshot, "reason": reason}))
+    return snapshot
 
-    :meth:`request` only puts on a ``SimpleQueue``, which is safe from a signal
-    handler; the snapshot is taken on the reporter thread, never inside the
-    handler, which could otherwise wait on a lock its own thread holds.
+
+class _Signals:
+    """SIGINT and SIGTERM stop the run; SIGUSR1 asks for the status.
+
+    Where the platform has ``sigwait``, the signals are blocked in every thread of
+    the run and taken by one thread of ours. :meth:`block` runs before the host
+    starts any thread, and threads inherit the mask of the thread that starts
+    them. A signal sent to the process then always arrives, whichever thread the
+    kernel picks, and nothing runs inside a lock that the interrupted thread
+    holds. Elsewhere (Windows) plain handlers set a flag that the main loop polls.
     """
 
-    def __init__(self, host: PluginHost, stderr: _Stream) -> None:
-        self._host = host
-        self._stderr = stderr
-        self._requests: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name="plugin-service-status",
-                                        daemon=True)
-        self._thread.start()
+    def __init__(self) -> None:
+        names = (*_STOP_SIGNALS, _STATUS_SIGNAL)
+        self._wanted = {getattr(signal, name) for name in names if hasattr(signal, name)}
+        in_main = threading.current_thread() is threading.main_thread()
+        self.waits = (in_main and hasattr(signal, "sigwait")
+                      and hasattr(signal, "pthread_sigmask"))
+        self._handles = in_main and not self.waits
+        self._old_mask: Any = None
+        self._previous: list[tuple[int, Any]] = []
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._on_stop: Callable[[str], None] = lambda reason: None
+        self._on_status: Callable[[str], None] = lambda reason: None
 
-    def request(self, reason: str) -> None:
-        self._requests.put(reason)
+    def block(self) -> None:
+        """Hold the signals back until :meth:`start`; call before any thread starts."""
+        if self.waits:
+            self._old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, self._wanted)
 
-    def write(self, reason: str) -> dict[str, Any]:
-        snapshot: dict[str, Any] = self._host.status().to_dict()
-        self._stderr.write_line(json.dumps({"status": snapshot, "reason": reason}))
-        return snapshot
+    def start(self, on_stop: Callable[[str], None], on_status: Callable[[str], None]) -> None:
+        """Deliver the signals from now on (those that came while blocked, first)."""
+        self._on_stop, self._on_status = on_stop, on_status
+        if self.waits:
+            self._thread = threading.Thread(target=self._wait, name="plugin-service-signals",
+                                            daemon=True)
+            self._thread.start()
+        elif self._handles:
+            for signum in self._wanted:
+                self._previous.append((signum, signal.signal(signum, self._handle)))
 
     def close(self) -> None:
-        self._requests.put(None)
-        self._thread.join()
+        """Stop taking the signals and give the process back its mask or handlers."""
+        thread = self._thread
+        if thread is not None and thread.ident is not None:
+            self._closing = True
+            signal.pthread_kill(thread.ident, min(self._wanted))
+            thread.join()
+        if self._old_mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
+        for signum, handler in self._previous:
+            signal.signal(signum, handler)
 
-    def _serve(self) -> None:
+    def _wait(self) -> None:
         while True:
-            reason = self._requests.get()
-            if reason is None:
+            signum = signal.sigwait(self._wanted)
+            if self._closing:
                 return
-            self.write(reason)
+            self._deliver(signum)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self._deliver(signum)
+
+    def _deliver(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if name == _STATUS_SIGNAL:
+            self._on_status(name)
+        else:
+            self._on_stop(name)
 
 
 class _Runner:
     """Feeds the lines of stdin to a started host and writes every outcome once.
 
-    Lines are read and submitted on the main thread; accepted events and tool
-    calls are answered from the done-callbacks of their futures, on the thread
-    that settles them. ``_pending`` holds what was accepted and not yet answered.
+    A reader thread reads stdin a few lines ahead; lines are submitted on the
+    calling thread, one at a time, so a stop between two lines never leaves an
+    accepted event unanswered. Accepted events and tool calls are answered from
+    the done-callbacks of their futures, on the thread that settles them;
+    ``_pending`` holds what was accepted and not yet answered.
     """
 
     def __init__(self, host: PluginHost, stdout: _Stream, submit_timeout: float) -> None:
@@ -318,39 +373,58 @@ class _Runner:
         self._submit_timeout = submit_timeout
         self._pending: dict[int, tuple[str | None, str, Any]] = {}
         self._all_answered = threading.Condition(stdout.lock)
-        self._reading = False
+        # None marks the end of input, or wakes the loop after a stop.
+        self._lines: queue.Queue[str | bytes | None] = queue.Queue(_READ_AHEAD)
         self.stop_reason: str | None = None
 
-    # ------------------------------------------------------------ signals
-    def on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
-        """SIGINT/SIGTERM: stop reading. Raises only into a blocked read, so a line
-        being submitted is always either answered or never accepted."""
-        self.stop_reason = signal.Signals(signum).name
-        if self._reading:
-            raise _Stop()
+    # ---------------------------------------------------------- stopping
+    def request_stop(self, reason: str) -> None:
+        """Stop reading before the next line; safe in a signal handler (a flag)."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    def wake(self) -> None:
+        """Wake the loop waiting for a line (not from a signal handler)."""
+        try:
+            self._lines.put_nowait(None)
+        except queue.Full:
+            pass  # the loop has lines to take; it sees the stop before the next one
 
     # ------------------------------------------------------------- reading
-    def feed(self, stdin: TextIO | BinaryIO) -> None:
-        """Read and submit lines until end of input or a stop signal."""
-        binary = getattr(stdin, "buffer", stdin)
-        readline: Callable[[], str | bytes] = binary.readline
+    def feed(self, stdin: TextIO | BinaryIO, poll: float | None) -> None:
+        """Submit the lines of ``stdin`` until its end or a stop; ``poll`` bounds
+        each wait for a line when the stop flag must be polled."""
+        reader = threading.Thread(target=self._read, args=(stdin,), daemon=True,
+                                  name="plugin-service-stdin")
+        reader.start()
         number = 0
         try:
             while self.stop_reason is None:
-                self._reading = True
                 try:
-                    raw = readline()
-                finally:
-                    self._reading = False
-                if not raw:
-                    self.stop_reason = "end of input"
+                    raw = self._lines.get(timeout=poll)
+                except queue.Empty:
+                    continue
+                if raw is None:
+                    self.request_stop("end of input")
                     break
                 number += 1
                 self._take(number, raw)
-        except _Stop:
-            pass
-        except KeyboardInterrupt:  # no handler of ours installed (not the main thread)
-            self.stop_reason = "SIGINT"
+        except KeyboardInterrupt:  # only where no handler of ours could be installed
+            self.request_stop("SIGINT")
+
+    def _read(self, stdin: TextIO | BinaryIO) -> None:
+        """On the reader thread: queue the raw lines, then None."""
+        binary = getattr(stdin, "buffer", stdin)
+        try:
+            while True:
+                raw = binary.readline()
+                if not raw:
+                    break
+                self._lines.put(raw)
+        except (OSError, ValueError):
+            pass  # a closed or broken stdin ends the input like EOF
+        finally:
+            self._lines.put(None)
 
     def _take(self, number: int, raw: str | bytes) -> None:
         if isinstance(raw, bytes):
@@ -474,19 +548,6 @@ def _outcome_of(exc: BaseException) -> str:
     return "failed"
 
 
-def _install_signals(handlers: dict[str, Callable[[int, FrameType | None], None]]
-                     ) -> list[tuple[int, Any]]:
-    """Install the handlers that exist on this platform; returns what to restore."""
-    if threading.current_thread() is not threading.main_thread():
-        return []
-    previous = []
-    for name, handler in handlers.items():
-        signum = getattr(signal, name, None)
-        if signum is not None:
-            previous.append((signum, signal.signal(signum, handler)))
-    return previous
-
-
 def _serve_metrics(host: PluginHost, args: argparse.Namespace,
                    stderr: _Stream) -> MetricsServer:
     """The metrics endpoint of ``--metrics-port``; its URL goes to stderr as JSON."""
@@ -504,8 +565,9 @@ def _serve_metrics(host: PluginHost, args: argparse.Namespace,
     return server
 
 
-def _run(args: argparse.Namespace, stdin: TextIO, stdout: _Stream, stderr: _Stream) -> int:
-    """``plugin-service run``: host, feed stdin, drain, report; returns the exit code."""
+def _open_host(args: argparse.Namespace, stderr: _Stream
+               ) -> tuple[PluginHost, MetricsServer | None]:
+    """The host with the plugins of the command line, started, and its metrics."""
     config = ServiceConfig(queue_size=args.queue_size, dispatch_timeout=args.dispatch_timeout,
                            fail_after=args.fail_after)
     metrics: MetricsServer | None = None
@@ -523,28 +585,39 @@ def _run(args: argparse.Namespace, stdin: TextIO, stdout: _Stream, stderr: _Stre
         if metrics is not None:
             metrics.close()
         raise
+    return host, metrics
 
-    runner = _Runner(host, stdout, args.submit_timeout)
-    reporter = _StatusReporter(host, stderr)
-    previous = _install_signals({
-        "SIGINT": runner.on_stop_signal,
-        "SIGTERM": runner.on_stop_signal,
-        "SIGUSR1": lambda signum, frame: reporter.request("SIGUSR1"),
-    })
+
+def _run(args: argparse.Namespace, stdin: TextIO, stdout: _Stream, stderr: _Stream) -> int:
+    """``plugin-service run``: host, feed stdin, drain, report; returns the exit code."""
+    signals = _Signals()
+    signals.block()
     try:
-        runner.feed(stdin)
-        logger.info("stopping on {}: draining accepted events", runner.stop_reason)
-    finally:
+        host, metrics = _open_host(args, stderr)
+        runner = _Runner(host, stdout, args.submit_timeout)
+
+        def on_stop(reason: str) -> None:
+            runner.request_stop(reason)
+            if signals.waits:  # on the signal thread, not in a handler
+                runner.wake()
+
+        def on_status(reason: str) -> None:
+            _write_status(host, stderr, reason)
+
         # Signals stay ours while draining: another Ctrl-C cannot cut the drain
         # short (each service's stop_timeout bounds it).
-        host.close()
-        runner.finish(timeout=10.0)
-        for signum, handler in previous:
-            signal.signal(signum, handler)
-        reporter.close()
-        final = reporter.write("exit")
-        if metrics is not None:
-            metrics.close()
+        signals.start(on_stop, on_status)
+        try:
+            runner.feed(stdin, poll=None if signals.waits else 0.2)
+            logger.info("stopping on {}: draining accepted events", runner.stop_reason)
+        finally:
+            host.close()
+            runner.finish(timeout=10.0)
+            final = _write_status(host, stderr, "exit")
+            if metrics is not None:
+                metrics.close()
+    finally:
+        signals.close()
     if args.status_file:
         try:
             with open(args.status_file, "w", encoding="utf-8") as file:
@@ -565,10 +638,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.log_level, stderr)
     try:
         if args.command == "run":
-            return _run(args, sys.stdin, stdout, stderr)
+            code = _run(args, sys.stdin, stdout, stderr)
+            if stdout.broken:
+                _detach_stdout()
+            return code
         return run_demo(seconds=args.seconds)
     except KeyboardInterrupt:  # Ctrl-C in the demo; ``run`` handles SIGINT itself
         return 130
+    except BrokenPipeError:  # the demo's reader went away (``| head``)
+        _detach_stdout()
+        return 1
     except _UsageError as exc:
         stderr.write_line(f"{parser.prog}: error: {exc}")
         return 2
+
+
+def _detach_stdout() -> None:
+    """Point stdout at /dev/null once its reader is gone, so the final flush at
+    interpreter exit does not fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

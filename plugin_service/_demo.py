@@ -76,41 +76,50 @@ def status_line(status: HostStatus, elapsed: float) -> str:
     return "[{:5.1f}s] {}".format(elapsed, " | ".join(parts))
 
 
-def _last_error(diagnostic: Diagnostic | None, width: int = 60) -> str:
+def _last_error(diagnostic: Diagnostic | None, width: int = 100) -> str:
     if diagnostic is None:
         return "-"
     text = f"{diagnostic.kind.value}: {diagnostic.message}"
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
-def _table(header: Sequence[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in [list(header)] + rows) for i in range(len(header))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
-            for row in [list(header)] + rows]
+def _table(header: Sequence[str], rows: list[tuple[list[str], str]]) -> list[str]:
+    """Aligned columns; each row is followed by an indented ``last error:`` line, so a
+    long message does not widen the table."""
+    cells = [list(header), *(row for row, _ in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        return "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+
+    lines = [line(list(header))]
+    for row, last_error in rows:
+        lines += [line(row), "    last error: " + last_error]
+    return lines
 
 
 def status_table(status: HostStatus) -> str:
     """The status of every service and tool as two text tables (no trailing newline)."""
-    service_rows = []
+    services = []
     for s in status.services.values():
         c = s.counters
-        service_rows.append([
+        services.append(([
             s.name, s.state.value, f"{s.queue_depth}/{s.queue_capacity}",
             str(s.in_flight), str(c.enqueued), str(c.dispatched), str(c.succeeded),
             str(c.failed), str(c.timed_out), str(c.rejected), str(c.dropped),
-            str(c.retried), str(s.restarts), _last_error(s.last_error)])
-    tool_rows = []
+            str(c.retried), str(s.restarts)], _last_error(s.last_error)))
+    tools = []
     for t in status.tools.values():
         k = t.counters
-        tool_rows.append([
+        tools.append(([
             t.name, str(t.in_flight), str(k.calls), str(k.succeeded), str(k.failed),
-            str(k.timed_out), str(k.rejected), _last_error(t.last_error)])
+            str(k.timed_out), str(k.rejected)], _last_error(t.last_error)))
     lines = _table(("SERVICE", "STATE", "QUEUE", "IN-FLIGHT", "ENQUEUED", "DISPATCHED",
                     "SUCCEEDED", "FAILED", "TIMED-OUT", "REJECTED", "DROPPED", "RETRIED",
-                    "RESTARTS", "LAST ERROR"), service_rows)
+                    "RESTARTS"), services)
     lines.append("")
     lines += _table(("TOOL", "IN-FLIGHT", "CALLS", "SUCCEEDED", "FAILED", "TIMED-OUT",
-                     "REJECTED", "LAST ERROR"), tool_rows)
+                     "REJECTED"), tools)
     return "\n".join(lines)
 
 

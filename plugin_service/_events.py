@@ -131,50 +131,53 @@ def check_event(event: Any, ingresses: dict) -> Optional[str]:
 
     Runs on the submitting thread; calls the ingress's ``validate`` once.
     """
-    if type(event) is not IngressEvent and not isinstance(event, IngressEvent):
-        return "expected an IngressEvent, got %s" % type(event).__name__
-    name = event.ingress
     try:
-        ingress = ingresses.get(name)
-    except TypeError:  # an unhashable ingress name
-        ingress = None
-    if ingress is None:
-        return "undeclared ingress %s" % _safe_repr(name)
-    # Inlined blank checks: this runs once per submit. A string is blank when empty
-    # or all whitespace, and an all-whitespace string starts with whitespace.
-    source = event.source
-    if type(source) is not str or not source or (source[0].isspace() and source.isspace()):
-        if _blank(source):
-            return "blank or non-string source"
-    kind = event.kind
-    if type(kind) is not str or not kind or (kind[0].isspace() and kind.isspace()):
-        if _blank(kind):
-            return "blank or non-string kind"
-    cid = event.correlation_id
-    if type(cid) is not str or not cid or (cid[0].isspace() and cid.isspace()):
-        if _blank(cid):
-            return "blank or non-string correlation_id"
-    attempt = event.attempt
-    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
-        return "attempt must be an int >= 1, got %s" % _safe_repr(attempt)
-    created = event.created_at
-    if not isinstance(created, _dt.datetime):
-        return "created_at must be a datetime, got %s" % type(created).__name__
-    try:
-        if created.tzinfo is None or created.utcoffset() is None:
-            return "created_at is naive; give it a timezone"
-    except Exception as exc:
-        return "created_at has a broken timezone: %s" % type(exc).__name__
-    if ingress.event_kinds and kind not in ingress.event_kinds:
-        return "kind %s not accepted by ingress %r" % (_safe_repr(kind), name)
-    if ingress.sources and source not in ingress.sources:
-        return "source %s not accepted by ingress %r" % (_safe_repr(source), name)
-    validate = ingress.validate
-    if validate is not None:
+        if type(event) is not IngressEvent and not isinstance(event, IngressEvent):
+            return "expected an IngressEvent, got %s" % type(event).__name__
+        name = event.ingress
         try:
-            ok = validate(event.payload)
+            ingress = ingresses.get(name)
+        except TypeError:  # an unhashable ingress name
+            ingress = None
+        if ingress is None:
+            return "undeclared ingress %s" % _safe_repr(name)
+        # Inlined blank checks: this runs once per submit. A string is blank when empty
+        # or all whitespace, and an all-whitespace string starts with whitespace.
+        source = event.source
+        if type(source) is not str or not source or (source[0].isspace() and source.isspace()):
+            if _blank(source):
+                return "blank or non-string source"
+        kind = event.kind
+        if type(kind) is not str or not kind or (kind[0].isspace() and kind.isspace()):
+            if _blank(kind):
+                return "blank or non-string kind"
+        cid = event.correlation_id
+        if type(cid) is not str or not cid or (cid[0].isspace() and cid.isspace()):
+            if _blank(cid):
+                return "blank or non-string correlation_id"
+        attempt = event.attempt
+        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+            return "attempt must be an int >= 1, got %s" % _safe_repr(attempt)
+        created = event.created_at
+        if not isinstance(created, _dt.datetime):
+            return "created_at must be a datetime, got %s" % type(created).__name__
+        try:
+            if created.tzinfo is None or created.utcoffset() is None:
+                return "created_at is naive; give it a timezone"
         except Exception as exc:
-            return "validate raised %s: %s" % (type(exc).__name__, exc)
-        if not ok:
-            return "payload rejected by validate of ingress %r" % (name,)
-    return None
+            return "created_at has a broken timezone: %s" % type(exc).__name__
+        if ingress.event_kinds and kind not in ingress.event_kinds:
+            return "kind %s not accepted by ingress %r" % (_safe_repr(kind), name)
+        if ingress.sources and source not in ingress.sources:
+            return "source %s not accepted by ingress %r" % (_safe_repr(source), name)
+        validate = ingress.validate
+        if validate is not None:
+            try:
+                ok = validate(event.payload)
+            except Exception as exc:
+                return "validate raised %s: %s" % (type(exc).__name__, exc)
+            if not ok:
+                return "payload rejected by validate of ingress %r" % (name,)
+        return None
+    except Exception as exc:  # a hostile field (raising __eq__, __hash__, getattr...)
+        return "event could not be checked: %s" % _safe_repr(exc)

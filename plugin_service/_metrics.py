@@ -43,6 +43,7 @@ class PluginHostCollector:
         self._host = host
 
     def collect(self) -> Iterator[Metric]:
+        """The metric families of one ``host.status()`` snapshot, taken now."""
         status = self._host.status()
         services = list(status.services.values())
         tools = list(status.tools.values())

@@ -34,7 +34,7 @@ from ._diagnostics import (
     DispatchCounters,
     ServiceStatus,
 )
-from ._events import check_event
+from ._events import IngressEvent, check_event
 from ._future import DispatchFuture
 from ._lifecycle import LifecycleState, can_transition
 from ._redact import sanitize
@@ -256,10 +256,13 @@ class ServiceHandle:
         self._not_full.notify_all()
 
     def _reject(self, error: errors.PluginServiceError, event: Any) -> errors.PluginServiceError:
+        try:
+            cid = event.correlation_id if type(event) is IngressEvent else None
+        except Exception:  # pragma: no cover - IngressEvent slots always exist
+            cid = None
         with self._lock:
             self._rejected += 1
-            cid = getattr(event, "correlation_id", None)
-            self._note(error.kind, str(error), cid if isinstance(cid, str) else None)
+            self._note(error.kind, str(error), cid if type(cid) is str else None)
         return error
 
     def _dead_letter(self, event: Any, diagnostic: Diagnostic) -> None:
@@ -598,17 +601,24 @@ class ServiceHandle:
         return snapshot
 
     def _on_stop_bound(self, life: int, bound: float) -> None:
-        """The stop bound ran out: drop what is queued, cancel what runs, grant grace."""
+        """The stop bound ran out: drop what is queued, cancel a running handler and
+        grant it ``cancel_grace``. A ``start()`` or ``stop()`` still running has no
+        context to cancel, so it fails the service at the bound."""
         post: _Post = []
         with self._lock:
             if self._life != life or self._state is not _STOPPING:
                 return
             self._drain = False
             self._drop_queued(errors.ServiceStopped, post)
-            if self._current_ctx is not None:
+            phase = self._phase
+            if phase is _IN_STOP or phase is _IN_START:
+                self._fail(self._note(_K.SERVICE_FAILED, "%s did not return within the "
+                                      "%.3gs stop bound" % (phase, bound)), post)
+                phase = None
+            elif self._current_ctx is not None:
                 self._current_ctx._cancel()
             grace = self._config.cancel_grace
-            if grace is not None:
+            if grace is not None and self._state is _STOPPING:
                 self._runtime.watchdog.schedule(_monotonic() + grace, self._on_stop_grace,
                                                 life, bound, grace)
             self._not_empty.notify_all()
@@ -704,11 +714,39 @@ class ServiceHandle:
     # ------------------------------------------------------------ the worker
     def _work(self, life: int) -> None:
         """The worker thread of one life: start(), the dispatch loop, stop()."""
-        plugin = self._start_plugin(life)
-        if plugin is not None:
-            self._dispatch_loop(life, plugin)
-            self._stop_plugin(life, plugin)
+        try:
+            plugin = self._start_plugin(life)
+            if plugin is not None:
+                self._dispatch_loop(life, plugin)
+                self._stop_plugin(life, plugin)
+        except BaseException as exc:  # a bug of ours: fail loudly, never strand events
+            self._worker_crashed(life, exc)
         self._worker_exit(life)
+
+    def _worker_crashed(self, life: int, exc: BaseException) -> None:
+        self._log.opt(exception=exc).critical("worker crashed")
+        post: _Post = []
+        with self._lock:
+            if self._life != life:
+                return
+            future = self._current
+            if future is not None and not self._timed_out_current:
+                self._failed += 1
+                event = self._current_event
+                self._dead_letter(event, self._note(
+                    _K.DISPATCH_FAILED, "worker crashed: %s" % _describe(exc),
+                    event.correlation_id))
+                error = errors.DispatchFailed("service %r: worker crashed" % self.name,
+                                              service=self.name)
+                error.__cause__ = exc
+                post.append((future.set_exception, error))
+            self._current = None
+            self._timed_out_current = False
+            diagnostic = self._note(_K.SERVICE_FAILED, "worker crashed: %s" % _describe(exc))
+            if self._state is _STARTING or self._state is _RUNNING \
+                    or self._state is _STOPPING:
+                self._fail(diagnostic, post)
+        _resolve(post)
 
     def _start_plugin(self, life: int) -> Any:
         try:
@@ -776,7 +814,11 @@ class ServiceHandle:
                 if taken is None:
                     return
                 future, ctx = taken
-            future.set_running_or_notify_cancel()
+            if ctx._cancelled:  # decided while the previous callbacks ran (stop grace)
+                ok, value = True, None
+                continue
+            if timeout is not None:
+                self._start_deadline(future, ctx, timeout)
             event = future.event
             try:
                 value = handle(event, ctx)
@@ -797,21 +839,32 @@ class ServiceHandle:
         self._current_event = future.event
         self._timed_out_current = False
         self._phase = _IN_DISPATCH
-        if timeout is not None:
-            deadline = _monotonic() + timeout
-            self._deadline = deadline
-            if self._timer_at is None:
-                self._arm(deadline)
-        else:
-            deadline = None
-            self._deadline = None
-        ctx = self._current_ctx = DispatchContext(future.event, deadline)
+        self._deadline = None  # set by _start_deadline as the handler is invoked
+        ctx = self._current_ctx = DispatchContext(future.event, None)
+        # Only our lock takes a queued future out, so it is still PENDING here.
+        future.set_running_or_notify_cancel()
         if self._producers_waiting and not self._room_signalled:
             # Wake every parked producer once per parking episode, not on every
             # take: until they run, more notify() calls would only cost us.
             self._room_signalled = True
             self._not_full.notify_all()
         return future, ctx
+
+    def _start_deadline(self, future: DispatchFuture, ctx: DispatchContext,
+                        timeout: float) -> None:
+        """Start the dispatch deadline as the handler is invoked.
+
+        It is set after the previous event's done-callbacks ran, so a slow callback
+        can never time out an event whose handler has not started. Writing the
+        deadline before reading ``_timer_at`` pairs with the watchdog, which clears
+        ``_timer_at`` before reading the deadline: one of the two always arms.
+        """
+        deadline = ctx.deadline = _monotonic() + timeout
+        self._deadline = deadline
+        if self._timer_at is None:
+            with self._lock:
+                if self._current is future and self._deadline == deadline:
+                    self._arm(deadline)
 
     def _wait_for_event(self, life: int, timeout: Optional[float]
                         ) -> Optional[Tuple[DispatchFuture, DispatchContext]]:
