@@ -1,0 +1,121 @@
+"""Logging through loguru: silent until enabled, then bound and redacted."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from loguru import logger
+
+from plugin_service import RestartPolicy, ServiceConfig
+
+from conftest import HANG, RUNNING, Factory, Raising, Scripted, event, outcome
+
+
+def _ours(records):
+    return [r for r in records if r["name"].startswith("plugin_service")]
+
+
+@pytest.fixture
+def log_records():
+    """Records reaching a sink added by the test; logging re-disabled afterwards."""
+    records = []
+    sink = logger.add(lambda message: records.append(message.record), level=0)
+    try:
+        yield records
+    finally:
+        logger.remove(sink)
+        logger.disable("plugin_service")
+
+
+@pytest.fixture
+def enabled(log_records):
+    logger.enable("plugin_service")
+    return log_records
+
+
+def test_logging_is_disabled_at_import():
+    script = textwrap.dedent("""
+        from loguru import logger
+        records = []
+        logger.remove()
+        logger.add(lambda m: records.append(m.record), level=0)
+        from plugin_service import Ingress, IngressEvent, PluginHost, ServicePlugin
+
+        class Boom(ServicePlugin):
+            ingresses = [Ingress("in")]
+            def handle_ingress(self, event, ctx):
+                raise ValueError("boom")
+
+        def run():
+            with PluginHost() as host:
+                handle = host.add_service("svc", Boom())
+                handle.start(timeout=5)
+                handle.submit(IngressEvent("in", "t")).exception(timeout=5)
+            return len([r for r in records if r["name"].startswith("plugin_service")])
+
+        silent = run()
+        logger.enable("plugin_service")
+        print(silent, run() > 0)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=30, cwd=str(Path(__file__).resolve().parents[1]))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "True"]
+
+
+def test_disabled_logging_reaches_no_sink(start_service, log_records):
+    handle = start_service("svc", Raising())
+    outcome(handle.submit(event(1)))
+    handle.stop(timeout=HANG)
+    assert _ours(log_records) == []
+
+
+def test_enabled_logging_records_transitions_with_service_bound(start_service, enabled):
+    handle = start_service("svc", Scripted())
+    handle.stop(timeout=HANG)
+    records = _ours(enabled)
+    assert records
+    assert {r["extra"]["service"] for r in records} == {"svc"}
+
+
+def test_failure_record_carries_correlation_id(start_service, enabled):
+    handle = start_service("svc", Raising())
+    submitted = event(1)
+    outcome(handle.submit(submitted))
+    tagged = [r for r in _ours(enabled)
+              if r["extra"].get("correlation_id") == submitted.correlation_id]
+    assert tagged  # logged before the future resolved
+    assert all(r["extra"]["service"] == "svc" for r in tagged)
+    assert any(r["level"].no >= 30 for r in tagged)
+
+
+def test_every_record_carries_service_and_correlation_id(start_service, enabled):
+    handle = start_service("svc", Raising())
+    outcome(handle.submit(event(1)))
+    records = _ours(enabled)
+    assert records
+    assert all({"service", "correlation_id"} <= set(r["extra"]) for r in records)
+
+
+def test_log_messages_are_redacted(start_service, enabled):
+    handle = start_service("svc", Raising(lambda e: ValueError(
+        "auth failed: Authorization: Bearer abc123 password=hunter2")))
+    outcome(handle.submit(event(1)))
+    messages = [r["message"] for r in _ours(enabled)]
+    assert any("auth failed" in m for m in messages)
+    assert not any("abc123" in m or "hunter2" in m for m in messages)
+
+
+def test_automatic_restart_records_carry_service_and_correlation_id(host, enabled):
+    handle = host.add_service("svc", Factory(Scripted), ServiceConfig(
+        restart=RestartPolicy(max_restarts=1, backoff=0.0)))
+    handle.start(timeout=HANG)
+    outcome(handle.submit(event(ValueError("x"))))
+    assert handle.wait_for(RUNNING, timeout=HANG)
+    records = _ours(enabled)
+    missing = [r["message"] for r in records
+               if not {"service", "correlation_id"} <= set(r["extra"])]
+    assert missing == []
