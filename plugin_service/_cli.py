@@ -12,10 +12,11 @@ import importlib
 import json
 import os
 import queue
+import select
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from types import FrameType
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
@@ -276,7 +277,6 @@ def _add_plugins(host: PluginHost, args: argparse.Namespace, config: ServiceConf
 # --------------------------------------------------------------------- run
 _STOP_SIGNALS = ("SIGINT", "SIGTERM")
 _STATUS_SIGNAL = "SIGUSR1"
-_READ_AHEAD = 64  # lines read from stdin ahead of the submitting loop
 
 
 def _write_status(host: PluginHost, stderr: _Stream, reason: str) -> dict[str, Any]:
@@ -286,70 +286,84 @@ def _write_status(host: PluginHost, stderr: _Stream, reason: str) -> dict[str, A
     return snapshot
 
 
+class _StatusReporter:
+    """Writes status lines to stderr from its own thread, on request.
+
+    :meth:`request` only puts on a ``SimpleQueue``, which is safe in a signal
+    handler; the snapshot is taken on the reporter thread, never inside the
+    handler, which could otherwise wait on a lock its own thread holds.
+    """
+
+    def __init__(self, host: PluginHost, stderr: _Stream) -> None:
+        self._host = host
+        self._stderr = stderr
+        self._requests: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="plugin-service-status",
+                                        daemon=True)
+        self._thread.start()
+
+    def request(self, reason: str) -> None:
+        self._requests.put(reason)
+
+    def close(self) -> None:
+        self._requests.put(None)
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while True:
+            reason = self._requests.get()
+            if reason is None:
+                return
+            _write_status(self._host, self._stderr, reason)
+
+
 class _Signals:
     """SIGINT and SIGTERM stop the run; SIGUSR1 asks for the status.
 
-    Where the platform has ``sigwait``, the signals are blocked in every thread of
-    the run and taken by one thread of ours. :meth:`block` runs before the host
-    starts any thread, and threads inherit the mask of the thread that starts
-    them. A signal sent to the process then always arrives, whichever thread the
-    kernel picks, and nothing runs inside a lock that the interrupted thread
-    holds. Elsewhere (Windows) plain handlers set a flag that the main loop polls.
+    The handlers only set a flag or queue a request. A signal may land on any
+    thread of the process, and then a main thread blocked in a read would never
+    see it. So the run also sets a wake-up pipe (``signal.set_wakeup_fd``): the
+    interpreter writes to it whichever thread the signal lands on, and the main
+    thread waits on stdin and this pipe together.
     """
 
-    def __init__(self) -> None:
-        names = (*_STOP_SIGNALS, _STATUS_SIGNAL)
-        self._wanted = {getattr(signal, name) for name in names if hasattr(signal, name)}
-        in_main = threading.current_thread() is threading.main_thread()
-        self.waits = (in_main and hasattr(signal, "sigwait")
-                      and hasattr(signal, "pthread_sigmask"))
-        self._handles = in_main and not self.waits
-        self._old_mask: Any = None
+    def __init__(self, on_stop: Callable[[str], None],
+                 on_status: Callable[[str], None]) -> None:
+        self._on_stop = on_stop
+        self._on_status = on_status
         self._previous: list[tuple[int, Any]] = []
-        self._thread: threading.Thread | None = None
-        self._closing = False
-        self._on_stop: Callable[[str], None] = lambda reason: None
-        self._on_status: Callable[[str], None] = lambda reason: None
+        self._old_wakeup: int | None = None
+        self.wakeup_fd: int | None = None  # readable after any of our signals
+        self._write_fd: int | None = None
 
-    def block(self) -> None:
-        """Hold the signals back until :meth:`start`; call before any thread starts."""
-        if self.waits:
-            self._old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, self._wanted)
-
-    def start(self, on_stop: Callable[[str], None], on_status: Callable[[str], None]) -> None:
-        """Deliver the signals from now on (those that came while blocked, first)."""
-        self._on_stop, self._on_status = on_stop, on_status
-        if self.waits:
-            self._thread = threading.Thread(target=self._wait, name="plugin-service-signals",
-                                            daemon=True)
-            self._thread.start()
-        elif self._handles:
-            for signum in self._wanted:
+    def install(self) -> None:
+        """Install the handlers (main thread only; elsewhere, nothing happens)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in (*_STOP_SIGNALS, _STATUS_SIGNAL):
+            signum = getattr(signal, name, None)
+            if signum is not None:
                 self._previous.append((signum, signal.signal(signum, self._handle)))
+        if hasattr(select, "select") and os.name == "posix":
+            read_fd, write_fd = os.pipe()
+            os.set_blocking(read_fd, False)
+            os.set_blocking(write_fd, False)
+            self.wakeup_fd, self._write_fd = read_fd, write_fd
+            self._old_wakeup = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
 
-    def close(self) -> None:
-        """Stop taking the signals and give the process back its mask or handlers."""
-        thread = self._thread
-        if thread is not None and thread.ident is not None:
-            self._closing = True
-            signal.pthread_kill(thread.ident, min(self._wanted))
-            thread.join()
-        if self._old_mask is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
+    def restore(self) -> None:
+        """Give the process back its handlers and wake-up fd."""
+        if self._write_fd is not None:
+            signal.set_wakeup_fd(-1 if self._old_wakeup is None else self._old_wakeup)
         for signum, handler in self._previous:
             signal.signal(signum, handler)
-
-    def _wait(self) -> None:
-        while True:
-            signum = signal.sigwait(self._wanted)
-            if self._closing:
-                return
-            self._deliver(signum)
+        for fd in (self.wakeup_fd, self._write_fd):
+            if fd is not None:
+                os.close(fd)
+        self.wakeup_fd = self._write_fd = None
+        self._previous = []
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self._deliver(signum)
-
-    def _deliver(self, signum: int) -> None:
         name = signal.Signals(signum).name
         if name == _STATUS_SIGNAL:
             self._on_status(name)
@@ -357,14 +371,22 @@ class _Signals:
             self._on_stop(name)
 
 
+def _drain_fd(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass
+
+
 class _Runner:
     """Feeds the lines of stdin to a started host and writes every outcome once.
 
-    A reader thread reads stdin a few lines ahead; lines are submitted on the
-    calling thread, one at a time, so a stop between two lines never leaves an
-    accepted event unanswered. Accepted events and tool calls are answered from
-    the done-callbacks of their futures, on the thread that settles them;
-    ``_pending`` holds what was accepted and not yet answered.
+    Lines are read and submitted on the calling thread, one at a time, so a stop
+    between two lines never leaves an accepted event unanswered. Accepted events
+    and tool calls are answered from the done-callbacks of their futures, on the
+    thread that settles them; ``_pending`` holds what was accepted and not yet
+    answered.
     """
 
     def __init__(self, host: PluginHost, stdout: _Stream, submit_timeout: float) -> None:
@@ -373,58 +395,57 @@ class _Runner:
         self._submit_timeout = submit_timeout
         self._pending: dict[int, tuple[str | None, str, Any]] = {}
         self._all_answered = threading.Condition(stdout.lock)
-        # None marks the end of input, or wakes the loop after a stop.
-        self._lines: queue.Queue[str | bytes | None] = queue.Queue(_READ_AHEAD)
         self.stop_reason: str | None = None
 
-    # ---------------------------------------------------------- stopping
     def request_stop(self, reason: str) -> None:
-        """Stop reading before the next line; safe in a signal handler (a flag)."""
+        """Stop before the next line; only sets a flag, so a signal handler may call it."""
         if self.stop_reason is None:
             self.stop_reason = reason
 
-    def wake(self) -> None:
-        """Wake the loop waiting for a line (not from a signal handler)."""
-        try:
-            self._lines.put_nowait(None)
-        except queue.Full:
-            pass  # the loop has lines to take; it sees the stop before the next one
-
     # ------------------------------------------------------------- reading
-    def feed(self, stdin: TextIO | BinaryIO, poll: float | None) -> None:
-        """Submit the lines of ``stdin`` until its end or a stop; ``poll`` bounds
-        each wait for a line when the stop flag must be polled."""
-        reader = threading.Thread(target=self._read, args=(stdin,), daemon=True,
-                                  name="plugin-service-stdin")
-        reader.start()
-        number = 0
-        try:
-            while self.stop_reason is None:
-                try:
-                    raw = self._lines.get(timeout=poll)
-                except queue.Empty:
-                    continue
-                if raw is None:
-                    self.request_stop("end of input")
-                    break
-                number += 1
-                self._take(number, raw)
-        except KeyboardInterrupt:  # only where no handler of ours could be installed
-            self.request_stop("SIGINT")
+    def feed(self, stdin: TextIO | BinaryIO, wakeup_fd: int | None) -> None:
+        """Submit the lines of ``stdin`` until its end or a stop request. With
+        ``wakeup_fd``, a wait for input also ends when that fd turns readable."""
+        for number, raw in enumerate(self._lines(stdin, wakeup_fd), start=1):
+            self._take(number, raw)
+            if self.stop_reason is not None:
+                return
+        self.request_stop("end of input")
 
-    def _read(self, stdin: TextIO | BinaryIO) -> None:
-        """On the reader thread: queue the raw lines, then None."""
-        binary = getattr(stdin, "buffer", stdin)
+    def _lines(self, stdin: TextIO | BinaryIO, wakeup_fd: int | None
+               ) -> Iterator[str | bytes]:
         try:
-            while True:
-                raw = binary.readline()
+            fd = stdin.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = None
+        if fd is None or wakeup_fd is None:
+            # No fd to wait on (an in-memory stream, or no wake-up pipe on this
+            # platform): a stop is seen after the next line or the end of input.
+            reader = getattr(stdin, "buffer", stdin)
+            while self.stop_reason is None:
+                raw = reader.readline()
                 if not raw:
-                    break
-                self._lines.put(raw)
-        except (OSError, ValueError):
-            pass  # a closed or broken stdin ends the input like EOF
-        finally:
-            self._lines.put(None)
+                    return
+                yield raw
+            return
+        pending = bytearray()
+        while self.stop_reason is None:
+            newline = pending.find(b"\n")
+            if newline >= 0:
+                line = bytes(pending[:newline + 1])
+                del pending[:newline + 1]
+                yield line
+                continue
+            ready, _, _ = select.select([fd, wakeup_fd], [], [])
+            if wakeup_fd in ready:
+                _drain_fd(wakeup_fd)  # the handler has set its flag by now
+            if fd in ready and self.stop_reason is None:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    if pending:
+                        yield bytes(pending)
+                    return
+                pending += chunk
 
     def _take(self, number: int, raw: str | bytes) -> None:
         if isinstance(raw, bytes):
@@ -590,34 +611,24 @@ def _open_host(args: argparse.Namespace, stderr: _Stream
 
 def _run(args: argparse.Namespace, stdin: TextIO, stdout: _Stream, stderr: _Stream) -> int:
     """``plugin-service run``: host, feed stdin, drain, report; returns the exit code."""
-    signals = _Signals()
-    signals.block()
+    host, metrics = _open_host(args, stderr)
+    runner = _Runner(host, stdout, args.submit_timeout)
+    reporter = _StatusReporter(host, stderr)
+    signals = _Signals(runner.request_stop, reporter.request)
+    signals.install()
     try:
-        host, metrics = _open_host(args, stderr)
-        runner = _Runner(host, stdout, args.submit_timeout)
-
-        def on_stop(reason: str) -> None:
-            runner.request_stop(reason)
-            if signals.waits:  # on the signal thread, not in a handler
-                runner.wake()
-
-        def on_status(reason: str) -> None:
-            _write_status(host, stderr, reason)
-
-        # Signals stay ours while draining: another Ctrl-C cannot cut the drain
-        # short (each service's stop_timeout bounds it).
-        signals.start(on_stop, on_status)
-        try:
-            runner.feed(stdin, poll=None if signals.waits else 0.2)
-            logger.info("stopping on {}: draining accepted events", runner.stop_reason)
-        finally:
-            host.close()
-            runner.finish(timeout=10.0)
-            final = _write_status(host, stderr, "exit")
-            if metrics is not None:
-                metrics.close()
+        runner.feed(stdin, signals.wakeup_fd)
+        logger.info("stopping on {}: draining accepted events", runner.stop_reason)
     finally:
-        signals.close()
+        # The handlers stay ours while draining: another Ctrl-C cannot cut the
+        # drain short (each service's stop_timeout bounds it).
+        host.close()
+        runner.finish(timeout=10.0)
+        signals.restore()
+        reporter.close()
+        final = _write_status(host, stderr, "exit")
+        if metrics is not None:
+            metrics.close()
     if args.status_file:
         try:
             with open(args.status_file, "w", encoding="utf-8") as file:

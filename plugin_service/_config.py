@@ -1,36 +1,36 @@
 """Per-service configuration and the retry and restart policies."""
 from __future__ import annotations
 
-from typing import Optional, Tuple, Type
+from typing import Any, Optional, Tuple, Type
 
 import attrs
 
 __all__ = ["ServiceConfig", "RetryPolicy", "RestartPolicy"]
 
 
-def _non_negative(instance, attribute, value) -> None:
+def _non_negative(instance: Any, attribute: Any, value: Any) -> None:
     if value is not None and (isinstance(value, bool) or value < 0):
         raise ValueError("%s must be >= 0 or None, got %r" % (attribute.name, value))
 
 
-def _positive_int(instance, attribute, value) -> None:
+def _positive_int(instance: Any, attribute: Any, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError("%s must be an int >= 1, got %r" % (attribute.name, value))
 
 
-def _optional_positive_int(instance, attribute, value) -> None:
+def _optional_positive_int(instance: Any, attribute: Any, value: Any) -> None:
     if value is not None:
         _positive_int(instance, attribute, value)
 
 
-def _exception_types(value) -> Tuple[Type[BaseException], ...]:
+def _exception_types(value: Any) -> Tuple[Type[BaseException], ...]:
     if isinstance(value, type):
         value = (value,)
-    value = tuple(value)
-    for item in value:
+    types: Tuple[Type[BaseException], ...] = tuple(value)
+    for item in types:
         if not (isinstance(item, type) and issubclass(item, BaseException)):
             raise TypeError("retry_on takes exception classes, got %r" % (item,))
-    return value
+    return types
 
 
 @attrs.frozen

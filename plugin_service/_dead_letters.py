@@ -17,7 +17,7 @@ class DeadLetterBox:
         if limit < 1:
             raise ValueError("dead_letter_limit must be >= 1")
         self._lock = threading.Lock()
-        self._letters: collections.deque = collections.deque(maxlen=limit)
+        self._letters: "collections.deque[DeadLetter]" = collections.deque(maxlen=limit)
         self.total = 0
 
     def add(self, letter: DeadLetter) -> None:

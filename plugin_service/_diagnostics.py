@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import attrs
 
@@ -83,8 +83,9 @@ class Diagnostic:
     at: _dt.datetime = attrs.field(factory=_utcnow)
     correlation_id: Optional[str] = None
 
-    def to_dict(self) -> dict:
-        return jsonable(self)
+    def to_dict(self) -> Dict[str, Any]:
+        result: Dict[str, Any] = jsonable(self)
+        return result
 
 
 @attrs.frozen
@@ -119,13 +120,14 @@ class ServiceStatus:
     last_error: Optional[Diagnostic]
     failure: Optional[Diagnostic]
     counters: DispatchCounters
-    diagnostics: tuple = ()
-    plugin_status: Optional[Mapping] = None
+    diagnostics: Tuple[Diagnostic, ...] = ()
+    plugin_status: Optional[Mapping[str, Any]] = None
     restarts: int = 0
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         """A dict of plain JSON types that ``json.dumps`` accepts."""
-        return jsonable(self)
+        result: Dict[str, Any] = jsonable(self)
+        return result
 
 
 @attrs.frozen
@@ -149,20 +151,22 @@ class ToolStatus:
     counters: ToolCounters
     last_error: Optional[Diagnostic]
 
-    def to_dict(self) -> dict:
-        return jsonable(self)
+    def to_dict(self) -> Dict[str, Any]:
+        result: Dict[str, Any] = jsonable(self)
+        return result
 
 
 @attrs.frozen
 class HostStatus:
     """Snapshots of every service and tool of a host, keyed by name."""
 
-    services: Mapping = attrs.field(factory=dict)
-    tools: Mapping = attrs.field(factory=dict)
+    services: Mapping[str, ServiceStatus] = attrs.field(factory=dict)
+    tools: Mapping[str, ToolStatus] = attrs.field(factory=dict)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         """``{"services": {name: ...}, "tools": {name: ...}}`` in plain JSON types."""
-        return jsonable(self)
+        result: Dict[str, Any] = jsonable(self)
+        return result
 
 
 @attrs.frozen
@@ -173,5 +177,6 @@ class DeadLetter:
     event: Any
     diagnostic: Diagnostic
 
-    def to_dict(self) -> dict:
-        return jsonable(self)
+    def to_dict(self) -> Dict[str, Any]:
+        result: Dict[str, Any] = jsonable(self)
+        return result

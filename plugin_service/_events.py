@@ -5,7 +5,7 @@ import datetime as _dt
 import itertools
 import os
 import secrets
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import attrs
 
@@ -126,7 +126,7 @@ def _safe_repr(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def check_event(event: Any, ingresses: dict) -> Optional[str]:
+def check_event(event: Any, ingresses: Dict[str, Ingress]) -> Optional[str]:
     """Why ``event`` is not acceptable to a service with ``ingresses`` (None if it is).
 
     Runs on the submitting thread; calls the ingress's ``validate`` once.

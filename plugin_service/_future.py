@@ -9,7 +9,7 @@ from loguru import logger
 __all__ = ["GuardedFuture", "DispatchFuture"]
 
 
-class GuardedFuture(Future):
+class GuardedFuture(Future):  # type: ignore[type-arg]
     """A Future whose done-callbacks cannot break the thread that resolves it.
 
     ``Future`` guards callbacks against ``Exception`` only; a callback raising
@@ -18,7 +18,7 @@ class GuardedFuture(Future):
     """
 
     def _invoke_callbacks(self) -> None:
-        for callback in self._done_callbacks:
+        for callback in self._done_callbacks:  # type: ignore[attr-defined]
             try:
                 callback(self)
             except BaseException:
@@ -43,10 +43,11 @@ class DispatchFuture(GuardedFuture):
         owner = self._owner
         if owner is None:
             return super().cancel()
-        return owner._withdraw(self)
+        withdrawn: bool = owner._withdraw(self)
+        return withdrawn
 
     def _cancel_withdrawn(self) -> bool:
-        cancelled = super().cancel()
+        cancelled: bool = super().cancel()
         # Future.cancel() leaves waiters of wait()/as_completed() to the executor,
         # which would call this next; we are that executor.
         self.set_running_or_notify_cancel()

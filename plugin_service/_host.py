@@ -12,8 +12,8 @@ from loguru import logger
 from . import errors
 from ._config import ServiceConfig
 from ._dead_letters import DeadLetterBox
-from ._discovery import DEFAULT_GROUP, LoadReport, classify, entry_points
 from ._diagnostics import DeadLetter, HostStatus
+from ._discovery import DEFAULT_GROUP, LoadReport, classify, entry_points
 from ._future import DispatchFuture
 from ._lifecycle import LifecycleState
 from ._plugin import ServicePlugin
@@ -160,7 +160,7 @@ class PluginHost:
             self._tools[name] = entry
 
     def submit_tool(self, name: str, request: Any, *,
-                    timeout: Optional[float] = None) -> Future:
+                    timeout: Optional[float] = None) -> "Future[Any]":
         """Call tool ``name`` on the shared executor; returns a Future of its result.
 
         Raises ``ToolNotFound``, ``HostClosed`` and ``ToolBusy`` at once, on this

@@ -18,7 +18,7 @@ import datetime as _dt
 import queue
 import threading
 import time
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 import attrs
 import tenacity
@@ -115,8 +115,8 @@ class ServiceHandle:
         self._log = logger.bind(service=name, correlation_id=None)
 
         # The queue's own mutex guards everything below.
-        self._queue: queue.Queue = queue.Queue(maxsize=config.queue_size)
-        self._items: collections.deque = self._queue.queue
+        self._queue: "queue.Queue[DispatchFuture]" = queue.Queue(maxsize=config.queue_size)
+        self._items: "collections.deque[DispatchFuture]" = self._queue.queue
         self._capacity = config.queue_size
         self._lock = self._queue.mutex
         self._not_empty = self._queue.not_empty
@@ -131,7 +131,7 @@ class ServiceHandle:
         self._auto_life = False  # this life was started by the restart policy
         self._phase: Optional[str] = _IDLE
         self._plugin: Any = None
-        self._ingresses: dict = {}
+        self._ingresses: Dict[str, Any] = {}
         self._worker: Optional[threading.Thread] = None
         self._drain = True
         self._restart_timer: Any = None
@@ -153,11 +153,12 @@ class ServiceHandle:
         self._dropped = self._retried = 0
         self._consecutive_failures = 0
         self._restarts = 0
-        self._auto_restarts: collections.deque = collections.deque()
+        self._auto_restarts: "collections.deque[float]" = collections.deque()
         self._last_error: Optional[Diagnostic] = None
         self._failure: Optional[Diagnostic] = None
         self._failure_life = 0  # the life whose failure ``_failure`` is
-        self._diagnostics: collections.deque = collections.deque(maxlen=DIAGNOSTICS_KEPT)
+        self._diagnostics: "collections.deque[Diagnostic]" = collections.deque(
+            maxlen=DIAGNOSTICS_KEPT)
 
     # ------------------------------------------------------------------ reading
     @property
@@ -268,7 +269,7 @@ class ServiceHandle:
     def _dead_letter(self, event: Any, diagnostic: Diagnostic) -> None:
         self._runtime.dead_letters.add(DeadLetter(self.name, event, diagnostic))
 
-    def _drop_queued(self, error_type: type, post: _Post) -> None:
+    def _drop_queued(self, error_type: Type[errors.PluginServiceError], post: _Post) -> None:
         """Drop every queued event: counted, dead-lettered, futures fail afterwards."""
         items = self._items
         kind = error_type.kind
@@ -281,7 +282,7 @@ class ServiceHandle:
             self._dead_letter(event, diagnostic)
             post.append((future.set_exception, error_type(
                 "service %r %s; queued event dropped" % (self.name, self._state.value),
-                service=self.name, state=self._state)))
+                service=self.name, state=self._state)))  # type: ignore[call-arg]
         if self._producers_waiting:
             self._not_full.notify_all()
 
@@ -295,7 +296,7 @@ class ServiceHandle:
         restart = self._restart_allowed()
         self._transition(_FAILED, diagnostic.kind.value)
         self._fail_pending = None
-        if restart:
+        if restart and self._config.restart is not None:
             backoff = self._config.restart.backoff
             self._restart_timer = self._runtime.watchdog.schedule(
                 _monotonic() + backoff, self._on_restart_due, self._life)
@@ -380,7 +381,7 @@ class ServiceHandle:
     def _state_error(self) -> errors.PluginServiceError:
         state = self._state
         if state is _READY or state is _STARTING:
-            kind: type = errors.ServiceUnavailable
+            kind: Type[errors._StateError] = errors.ServiceUnavailable
             text = "service %r is not running yet (%s)"
         elif state is _FAILED:
             kind = errors.ServiceFailed
@@ -673,14 +674,15 @@ class ServiceHandle:
             if deadline > _monotonic():
                 self._arm(deadline)
                 return
-            self._time_out_current(self._config.dispatch_timeout, post,
-                                   "handler did not return within %.3gs"
-                                   % self._config.dispatch_timeout)
+            timeout = self._config.dispatch_timeout
+            self._time_out_current(timeout, post,
+                                   "handler did not return within %.3gs" % (timeout or 0.0))
         _resolve(post)
 
     def _time_out_current(self, timeout: Optional[float], post: _Post, why: str) -> None:
         """Decide the in-flight event as timed out (lock held); cancel its handler."""
         future = self._current
+        assert future is not None
         event = self._current_event
         self._timed_out_current = True
         if self._current_ctx is not None:
@@ -792,7 +794,7 @@ class ServiceHandle:
         timeout = self._config.dispatch_timeout
         retry = self._config.retry
         future: Optional[DispatchFuture] = None
-        ctx: Optional[DispatchContext] = None
+        ctx = DispatchContext(None)
         ok = True
         value: Any = None
         while True:
@@ -830,7 +832,7 @@ class ServiceHandle:
                         and not ctx.cancelled:
                     ok, value = self._retry(life, exc, handle, timeout)
 
-    def _take(self, items: collections.deque,
+    def _take(self, items: "collections.deque[DispatchFuture]",
               timeout: Optional[float]) -> Tuple[DispatchFuture, DispatchContext]:
         """Pop the next event and make it the one in flight (lock held)."""
         future = items.popleft()
@@ -927,6 +929,7 @@ class ServiceHandle:
         and the event fails with its last exception.
         """
         policy = self._config.retry
+        assert policy is not None
         last = [first]
         first_pending = [True]
 

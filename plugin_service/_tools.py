@@ -39,9 +39,10 @@ def as_tool_callable(tool: Any) -> Callable[[Any, ToolContext], Any]:
     if isinstance(tool, ToolPlugin):
         if type(tool).invoke is ToolPlugin.invoke:
             raise TypeError("%s does not implement invoke" % type(tool).__name__)
-        return tool.invoke
+        invoke: Callable[[Any, ToolContext], Any] = tool.invoke
+        return invoke
     if callable(tool):
-        return tool
+        return tool  # type: ignore[no-any-return]
     raise TypeError("a tool is a ToolPlugin or a callable (request, ctx), got %r" % (tool,))
 
 
@@ -58,12 +59,12 @@ class _Call:
 
     def __init__(self, request: Any, deadline: Optional[float],
                  timeout: Optional[float]) -> None:
-        self.future: Future = GuardedFuture()
+        self.future: "Future[Any]" = GuardedFuture()
         self.ctx = ToolContext(request, deadline)
         self.request = request
         self.decided = False  # outcome recorded (result, error or timeout)
         self.started = False  # a pool thread picked it up
-        self.work: Optional[Future] = None
+        self.work: "Optional[Future[None]]" = None
         self.timer: Any = None
         self.timeout = timeout
 
@@ -91,7 +92,7 @@ class Tool:
         self._calls = self._succeeded = self._failed = 0
         self._timed_out = self._rejected = 0
         self._last_error: Optional[Diagnostic] = None
-        self._pending: set = set()  # admitted calls not yet returned from their thread
+        self._pending: "set[_Call]" = set()  # admitted calls not yet returned from their thread
 
     # ------------------------------------------------------------ reading
     def status(self) -> ToolStatus:
@@ -113,7 +114,7 @@ class Tool:
         return diagnostic
 
     # ------------------------------------------------------------- calling
-    def submit(self, request: Any, timeout: Optional[float]) -> Future:
+    def submit(self, request: Any, timeout: Optional[float]) -> "Future[Any]":
         """Admit a call (or raise ``ToolBusy``) and hand it to the pool."""
         timeout = self._timeout if timeout is None else _check_timeout(timeout)
         deadline = None if timeout is None else _monotonic() + timeout
@@ -186,11 +187,11 @@ class Tool:
             call.ctx._cancel()
             self._timed_out += 1
             self._note(_K.TOOL_TIMEOUT, "tool %r did not answer within %.3gs%s" % (
-                self.name, call.timeout, "" if call.started else " (never started)"))
+                self.name, call.timeout or 0.0, "" if call.started else " (never started)"))
             if not call.started and call.work is not None and call.work.cancel():
                 self._release(call)  # withdrawn from the pool's queue: it never runs
         call.future.set_exception(errors.ToolTimeout(
-            "tool %r did not answer within %.3gs" % (self.name, call.timeout),
+            "tool %r did not answer within %.3gs" % (self.name, call.timeout or 0.0),
             service=self.name, timeout=call.timeout))
 
     def _abandon(self, call: _Call, error: BaseException) -> None:

@@ -11,7 +11,7 @@ import heapq
 import itertools
 import threading
 import time
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 from loguru import logger
 
@@ -25,7 +25,7 @@ class Timer:
 
     __slots__ = ("when", "callback", "args", "cancelled", "_watchdog")
 
-    def __init__(self, when: float, callback: Callable[..., Any], args: tuple,
+    def __init__(self, when: float, callback: Callable[..., Any], args: Tuple[Any, ...],
                  watchdog: "Optional[Watchdog]" = None) -> None:
         self.when = when
         self.callback = callback
@@ -53,7 +53,7 @@ class Watchdog:
         self._name = name
         self._lock = threading.Lock()
         self._timer_due = threading.Condition(self._lock)
-        self._heap: List[tuple] = []
+        self._heap: List[Tuple[float, int, Timer]] = []
         self._order = itertools.count()
         self._thread: Optional[threading.Thread] = None
         self._closed = False
