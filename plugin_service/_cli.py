@@ -93,7 +93,7 @@ def _json_safe(value: Any) -> Any:
             continue
     try:
         return repr(value)
-    except Exception:  # noqa: BLE001 - a plugin's __repr__ may raise anything
+    except Exception:  # a plugin's __repr__ may raise anything
         return f"<unrepresentable {type(value).__name__}>"
 
 
@@ -237,7 +237,7 @@ def _import_spec(spec: str) -> tuple[str, str, Any]:
         obj: Any = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
-    except Exception as exc:  # noqa: BLE001 - importing a user's module may raise anything
+    except Exception as exc:  # importing a user's module may raise anything
         raise _UsageError(f"cannot load plugin {spec!r}: {type(exc).__name__}: {exc}") from None
     try:
         what, plugin = classify(obj)
@@ -356,7 +356,8 @@ class _Signals:
         if self._write_fd is not None:
             signal.set_wakeup_fd(-1 if self._old_wakeup is None else self._old_wakeup)
         for signum, handler in self._previous:
-            signal.signal(signum, handler)
+            if handler is not None:  # None: a handler not set from Python, left as is
+                signal.signal(signum, handler)
         for fd in (self.wakeup_fd, self._write_fd):
             if fd is not None:
                 os.close(fd)
@@ -615,8 +616,8 @@ def _run(args: argparse.Namespace, stdin: TextIO, stdout: _Stream, stderr: _Stre
     runner = _Runner(host, stdout, args.submit_timeout)
     reporter = _StatusReporter(host, stderr)
     signals = _Signals(runner.request_stop, reporter.request)
-    signals.install()
     try:
+        signals.install()
         runner.feed(stdin, signals.wakeup_fd)
         logger.info("stopping on {}: draining accepted events", runner.stop_reason)
     finally:
