@@ -4,13 +4,20 @@ from __future__ import annotations
 import threading
 
 import pytest
+from conftest import (
+    HANG,
+    STOPPED,
+    Echo,
+    Hold,
+    Raising,
+    Recorder,
+    Scripted,
+    assert_invariants,
+    event,
+    outcome,
+)
 
 from plugin_service import DiagnosticKind, PluginHost, ServiceConfig, errors
-
-from conftest import (
-    HANG, STOPPED,
-    Echo, Hold, Raising, Recorder, Scripted, assert_invariants, event, outcome,
-)
 
 PRODUCERS = 3
 PER_PRODUCER = 60

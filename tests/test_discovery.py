@@ -12,10 +12,9 @@ import textwrap
 import uuid
 
 import pytest
+from _tool_doubles import HANG, event, make_host  # noqa: F401  (make_host is a fixture)
 
 from plugin_service import DiagnosticKind, LifecycleState, LoadReport, errors
-
-from _tool_doubles import HANG, event, make_host  # noqa: F401  (make_host is a fixture)
 
 DEFAULT_GROUP = "plugin_service.plugins"
 

@@ -5,10 +5,9 @@ import threading
 from concurrent.futures import Future
 
 import pytest
+from conftest import FAILED, HANG, RUNNING, Echo, Factory, Raising, Recorder, event
 
 from plugin_service import ServiceConfig, errors
-
-from conftest import FAILED, HANG, RUNNING, Echo, Factory, Raising, Recorder, event
 
 PRODUCERS = 4
 PER_PRODUCER = 50

@@ -6,10 +6,9 @@ import threading
 
 import attrs
 import pytest
+from conftest import HANG, INGRESS, Echo, event
 
 from plugin_service import DiagnosticKind, Ingress, IngressEvent, errors
-
-from conftest import HANG, INGRESS, Echo, event
 
 
 def test_event_defaults():

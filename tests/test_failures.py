@@ -2,13 +2,20 @@
 from __future__ import annotations
 
 import pytest
+from conftest import (
+    FAILED,
+    HANG,
+    RUNNING,
+    Echo,
+    Factory,
+    Hold,
+    Raising,
+    Scripted,
+    event,
+    outcome,
+)
 
 from plugin_service import DiagnosticKind, RestartPolicy, ServiceConfig, errors
-
-from conftest import (
-    FAILED, HANG, RUNNING,
-    Echo, Factory, Hold, Raising, Scripted, event, outcome,
-)
 
 
 def restart_policy(**overrides):

@@ -19,11 +19,10 @@ from concurrent.futures import (
 )
 
 import pytest
+from conftest import HANG, INGRESS, RUNNING, STOPPED, assert_invariants, event, outcome
 from loguru import logger
 
 from plugin_service import DiagnosticKind, DispatchFuture, Ingress, ServicePlugin, errors
-
-from conftest import HANG, INGRESS, RUNNING, STOPPED, assert_invariants, event, outcome
 
 #: A dispatch timeout short enough for a test to wait it out.
 TINY = 0.05

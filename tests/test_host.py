@@ -5,17 +5,6 @@ import json
 import threading
 
 import pytest
-
-from plugin_service import (
-    HostStatus,
-    LifecycleState,
-    PluginHost,
-    ServiceConfig,
-    ServiceStatus,
-    ToolStatus,
-    errors,
-)
-
 from _tool_doubles import (  # noqa: F401  (make_host, make_gate are fixtures)
     HANG,
     SHORT,
@@ -27,6 +16,16 @@ from _tool_doubles import (  # noqa: F401  (make_host, make_gate are fixtures)
     make_gate,
     make_host,
     raising_tool,
+)
+
+from plugin_service import (
+    HostStatus,
+    LifecycleState,
+    PluginHost,
+    ServiceConfig,
+    ServiceStatus,
+    ToolStatus,
+    errors,
 )
 
 

@@ -6,9 +6,6 @@ gate is still closed; HANG only bounds a hang, nothing here measures time.
 from __future__ import annotations
 
 import pytest
-
-from plugin_service import ServiceConfig, errors
-
 from _tool_doubles import (  # noqa: F401  (make_host, make_gate are fixtures)
     HANG,
     EchoService,
@@ -19,6 +16,8 @@ from _tool_doubles import (  # noqa: F401  (make_host, make_gate are fixtures)
     make_host,
     raising_tool,
 )
+
+from plugin_service import ServiceConfig, errors
 
 
 def test_blocked_service_with_full_queue_does_not_delay_tool_calls(make_host, make_gate):

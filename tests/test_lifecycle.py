@@ -5,12 +5,28 @@ import threading
 import time
 
 import pytest
-
-from plugin_service import DiagnosticKind, PluginHost, ServiceConfig, ServicePlugin, ServiceStatus, errors
-
 from conftest import (
-    FAILED, HANG, READY, RUNNING, STARTING, STOPPED,
-    BlockingStart, Echo, FailingStart, Raising, Recorder, event,
+    FAILED,
+    HANG,
+    READY,
+    RUNNING,
+    STARTING,
+    STOPPED,
+    BlockingStart,
+    Echo,
+    FailingStart,
+    Raising,
+    Recorder,
+    event,
+)
+
+from plugin_service import (
+    DiagnosticKind,
+    PluginHost,
+    ServiceConfig,
+    ServicePlugin,
+    ServiceStatus,
+    errors,
 )
 
 

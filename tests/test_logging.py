@@ -7,11 +7,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import HANG, RUNNING, Factory, Raising, Scripted, event, outcome
 from loguru import logger
 
 from plugin_service import RestartPolicy, ServiceConfig
-
-from conftest import HANG, RUNNING, Factory, Raising, Scripted, event, outcome
 
 
 def _ours(records):

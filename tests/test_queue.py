@@ -2,13 +2,21 @@
 from __future__ import annotations
 
 import pytest
+from conftest import (
+    FAILED,
+    HANG,
+    READY,
+    STARTING,
+    STOPPED,
+    STOPPING,
+    Blocking,
+    BlockingStart,
+    Echo,
+    Raising,
+    event,
+)
 
 from plugin_service import DiagnosticKind, DispatchFuture, errors
-
-from conftest import (
-    FAILED, HANG, READY, STARTING, STOPPED, STOPPING,
-    Blocking, BlockingStart, Echo, Raising, event,
-)
 
 
 @pytest.fixture

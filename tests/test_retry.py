@@ -5,10 +5,9 @@ import threading
 import time
 
 import pytest
+from conftest import HANG, RUNNING, STOPPED, Recorder, event, outcome
 
 from plugin_service import DiagnosticKind, RetryPolicy, errors
-
-from conftest import HANG, RUNNING, STOPPED, Recorder, event, outcome
 
 FAST = RetryPolicy(max_attempts=3, backoff=0.0, max_backoff=0.0)
 

@@ -6,14 +6,26 @@ import json
 
 import attrs
 import pytest
-
-from plugin_service import (
-    DiagnosticKind, HostStatus, Ingress, ServiceStatus, errors,
+from conftest import (
+    FAILED,
+    HANG,
+    INGRESS,
+    READY,
+    RUNNING,
+    Blocking,
+    Echo,
+    FailingStart,
+    Raising,
+    event,
+    outcome,
 )
 
-from conftest import (
-    FAILED, HANG, INGRESS, READY, RUNNING,
-    Blocking, Echo, FailingStart, Raising, event, outcome,
+from plugin_service import (
+    DiagnosticKind,
+    HostStatus,
+    Ingress,
+    ServiceStatus,
+    errors,
 )
 
 SERVICE_STATUS_FIELDS = {

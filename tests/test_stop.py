@@ -4,14 +4,23 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from plugin_service import DiagnosticKind, errors
-
 from conftest import (
-    FAILED, HANG, STOPPED, STOPPING,
-    Blocking, Cooperative, Echo, FailingStop, Scripted, Uncooperative, assert_invariants, event,
+    FAILED,
+    HANG,
+    STOPPED,
+    STOPPING,
+    Blocking,
+    Cooperative,
+    Echo,
+    FailingStop,
+    Scripted,
+    Uncooperative,
+    assert_invariants,
+    event,
     outcome,
 )
+
+from plugin_service import DiagnosticKind, errors
 
 
 @pytest.fixture

@@ -4,13 +4,22 @@ from __future__ import annotations
 import time
 
 import pytest
+from conftest import (
+    FAILED,
+    HANG,
+    RUNNING,
+    STOPPED,
+    Cooperative,
+    Hold,
+    Recorder,
+    Scripted,
+    Uncooperative,
+    assert_invariants,
+    event,
+    outcome,
+)
 
 from plugin_service import DiagnosticKind, DispatchContext, errors
-
-from conftest import (
-    FAILED, HANG, RUNNING, STOPPED,
-    Cooperative, Hold, Recorder, Scripted, Uncooperative, assert_invariants, event, outcome,
-)
 
 TIMEOUT = 0.05
 

@@ -5,15 +5,6 @@ import threading
 from concurrent.futures import Future
 
 import pytest
-
-from plugin_service import (
-    Diagnostic,
-    DiagnosticKind,
-    ToolContext,
-    ToolCounters,
-    errors,
-)
-
 from _tool_doubles import (  # noqa: F401  (make_host, make_gate are fixtures)
     HANG,
     SHORT,
@@ -24,6 +15,14 @@ from _tool_doubles import (  # noqa: F401  (make_host, make_gate are fixtures)
     make_gate,
     make_host,
     raising_tool,
+)
+
+from plugin_service import (
+    Diagnostic,
+    DiagnosticKind,
+    ToolContext,
+    ToolCounters,
+    errors,
 )
 
 
