@@ -1,10 +1,13 @@
 """The futures the host hands out."""
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Optional
 
 from loguru import logger
+
+from . import errors
 
 __all__ = ["GuardedFuture", "DispatchFuture"]
 
@@ -45,6 +48,24 @@ class DispatchFuture(GuardedFuture):
             return super().cancel()
         withdrawn: bool = owner._withdraw(self)
         return withdrawn
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        self._refuse_waiting_on_own_worker()
+        return super().result(timeout)
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        self._refuse_waiting_on_own_worker()
+        return super().exception(timeout)
+
+    def _refuse_waiting_on_own_worker(self) -> None:
+        """A handler waiting for an event of its own service would wait on itself:
+        its worker is the only one that could ever resolve it."""
+        owner = self._owner
+        if owner is not None and not self.done() \
+                and threading.current_thread() is owner._worker:
+            raise errors.LifecycleError(
+                "a callback of service %r cannot wait for an event of its own service; "
+                "it would wait on itself" % owner.name, service=owner.name)
 
     def _cancel_withdrawn(self) -> bool:
         cancelled: bool = super().cancel()

@@ -49,7 +49,8 @@ _EQUALS_RE = re.compile(
     re.IGNORECASE,
 )
 # scheme://user:pass@host -> scheme://***@host (greedy: passwords may hold @).
-_URL_CREDS_RE = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^\s/?#]+@", re.IGNORECASE)
+# No word boundary before the scheme: "conn_postgres://u:p@h" must be caught too.
+_URL_CREDS_RE = re.compile(r"([a-z][a-z0-9+.-]*://)[^\s/?#]+@", re.IGNORECASE)
 # C0/C1 controls, line/paragraph separators, bidi and zero-width format chars.
 _CONTROL_RE = re.compile(
     "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e"

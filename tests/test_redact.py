@@ -176,3 +176,13 @@ def test_any_text_gives_bounded_single_line_output(text, limit):
 @given(value=st.from_regex(r"[A-Za-z0-9]{6,20}", fullmatch=True), key=st.sampled_from(["token", "password", "api_key", "secret"]))
 def test_generated_key_value_secret_never_leaks(value, key):
     assert sanitize(f"{key}={value} tail") == f"{key}=*** tail"
+
+
+@pytest.mark.parametrize("text", [
+    "conn_postgres://u:S3CRET@h/x",
+    "dsn=0https://u:S3CRET@h",
+])
+def test_url_credentials_glued_to_a_preceding_word_are_hidden(text):
+    out = sanitize(text)
+    assert "S3CRET" not in out
+    assert "://***@h" in out
