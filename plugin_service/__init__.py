@@ -25,6 +25,7 @@ from ._future import DispatchFuture
 from ._host import PluginHost
 from ._lifecycle import LifecycleState
 from ._plugin import ServicePlugin, ToolPlugin
+from ._ray import RayBackend
 from ._service import ServiceHandle
 
 _logger.disable("plugin_service")
@@ -55,4 +56,5 @@ __all__ = [
     "ToolCounters",
     "ToolStatus",
     "LoadReport",
+    "RayBackend",
 ]

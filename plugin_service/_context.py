@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 __all__ = ["CallContext", "DispatchContext", "ToolContext"]
 
@@ -18,12 +18,13 @@ class CallContext:
     checks it, or sleeps through :meth:`wait`, can return early.
     """
 
-    __slots__ = ("deadline", "_cancelled", "_wakeup")
+    __slots__ = ("deadline", "_cancelled", "_wakeup", "_on_cancel")
 
     def __init__(self, deadline: Optional[float] = None) -> None:
         self.deadline = deadline
         self._cancelled = False
         self._wakeup: Optional[threading.Event] = None
+        self._on_cancel: Optional[Callable[[], None]] = None
 
     @property
     def cancelled(self) -> bool:
@@ -57,6 +58,18 @@ class CallContext:
         wakeup = self._wakeup
         if wakeup is not None:
             wakeup.set()
+        hook = self._on_cancel
+        if hook is not None:  # forwards cancellation, e.g. to a remote plugin
+            try:
+                hook()
+            except Exception:
+                pass
+
+    def _forward_cancel(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` on cancellation (at once if already cancelled)."""
+        self._on_cancel = hook
+        if self._cancelled:
+            hook()
 
 
 class DispatchContext(CallContext):
@@ -70,6 +83,7 @@ class DispatchContext(CallContext):
         self.deadline = deadline
         self._cancelled = False
         self._wakeup = None
+        self._on_cancel = None
 
 
 class ToolContext(CallContext):
@@ -83,3 +97,4 @@ class ToolContext(CallContext):
         self.deadline = deadline
         self._cancelled = False
         self._wakeup = None
+        self._on_cancel = None

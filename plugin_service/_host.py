@@ -53,7 +53,8 @@ class PluginHost:
     stop everything and join the threads it started.
     """
 
-    def __init__(self, *, tool_workers: int = 4, dead_letter_limit: int = 1000) -> None:
+    def __init__(self, *, tool_workers: int = 4, dead_letter_limit: int = 1000,
+                 backend: Any = None) -> None:
         if isinstance(tool_workers, bool) or not isinstance(tool_workers, int) \
                 or tool_workers < 1:
             raise ValueError("tool_workers must be an int >= 1, got %r" % (tool_workers,))
@@ -68,6 +69,14 @@ class PluginHost:
         self._executor = ThreadPoolExecutor(max_workers=tool_workers,
                                             thread_name_prefix=self._tool_thread_prefix)
         self._closed = False
+        # None: plugins run on threads here. A RayBackend runs each service in an
+        # actor process behind the same API (see plugin_service._ray).
+        self._backend = backend
+
+    @property
+    def backend(self) -> Any:
+        """The backend services run on: None for threads, or a ``RayBackend``."""
+        return self._backend
 
     # ------------------------------------------------------------ services
     def add_service(self, name: str, plugin_or_factory: Any,
@@ -85,6 +94,9 @@ class PluginHost:
         elif not isinstance(config, ServiceConfig):
             raise TypeError("config must be a ServiceConfig, got %r" % (config,))
         plugin, factory = _plugin_and_factory(plugin_or_factory)
+        if self._backend is not None:
+            factory = self._backend.service_factory(name, plugin, factory, config.cancel_grace)
+            plugin = None
         with self._lock:
             if self._closed:
                 raise errors.HostClosed("host is closed; cannot add service %r" % name)
@@ -141,16 +153,24 @@ class PluginHost:
 
     # --------------------------------------------------------------- tools
     def add_tool(self, name: str, tool: Any, *, timeout: Optional[float] = None,
-                 max_concurrency: Optional[int] = None) -> None:
+                 max_concurrency: Optional[int] = None, remote: bool = False) -> None:
         """Register a tool: a ``ToolPlugin`` (instance, or class instantiated once) or
         any callable ``(request, ctx)``. ``timeout`` (seconds from submission) and
         ``max_concurrency`` (a bulkhead) are per tool; a call's timeout overrides it.
+
+        With ``remote=True`` (Ray backend only) each call runs as a Ray task, with the
+        same timeout, bulkhead and counters.
 
         Raises ``ValueError`` for a duplicate or blank name, ``HostClosed`` after close.
         """
         if not isinstance(name, str) or not name.strip():
             raise ValueError("a tool name must be a non-blank string, got %r" % (name,))
         fn = as_tool_callable(tool)
+        if remote:
+            if self._backend is None:
+                raise ValueError("remote=True runs a tool as a Ray task: give the host "
+                                 "backend=RayBackend(...)")
+            fn = self._backend.remote_tool(fn)
         entry = Tool(name, fn, timeout, max_concurrency, self._executor, self._watchdog)
         with self._lock:
             if self._closed:
@@ -278,6 +298,8 @@ class PluginHost:
                 thread.join(None if deadline is None
                             else max(0.0, deadline - time.monotonic()))
         self._watchdog.close()
+        if self._backend is not None:
+            self._backend.close()
 
     def __enter__(self) -> "PluginHost":
         return self

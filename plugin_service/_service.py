@@ -753,8 +753,9 @@ class ServiceHandle:
     def _start_plugin(self, life: int) -> Any:
         try:
             plugin = self._factory() if self._factory is not None else self._instance
-            ingresses = {ingress.name: ingress for ingress in getattr(plugin, "ingresses", ())}
             plugin.start()
+            # Read after start(): a proxy for a remote plugin learns them there.
+            ingresses = {ingress.name: ingress for ingress in getattr(plugin, "ingresses", ())}
         except BaseException as exc:
             post: _Post = []
             with self._lock:
@@ -916,8 +917,9 @@ class ServiceHandle:
         error.__cause__ = value
         post = [(future.set_exception, error)]
         fail_after = self._config.fail_after
-        if fail_after is not None and self._consecutive_failures >= fail_after:
-            self._fail(diagnostic, post)
+        if (fail_after is not None and self._consecutive_failures >= fail_after) \
+                or isinstance(value, errors.PluginCrashed):
+            self._fail(diagnostic, post)  # a crashed plugin process cannot serve more
         return post
 
     def _retry(self, life: int, first: BaseException, handle: Callable[..., Any],

@@ -22,6 +22,7 @@ __all__ = [
     "DispatchError",
     "DispatchTimeout",
     "DispatchFailed",
+    "PluginCrashed",
     "ToolError",
     "ToolNotFound",
     "ToolFailed",
@@ -140,6 +141,13 @@ class DispatchTimeout(DispatchError):
 
 class DispatchFailed(DispatchError):
     """The handler raised; the plugin's exception is ``__cause__``."""
+
+    kind = _K.DISPATCH_FAILED
+
+
+class PluginCrashed(PluginServiceError):
+    """The process running the plugin died (Ray backend): the service fails at
+    once, whatever ``fail_after`` says, so a restart can bring up a fresh one."""
 
     kind = _K.DISPATCH_FAILED
 
