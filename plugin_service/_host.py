@@ -42,6 +42,7 @@ def _plugin_and_factory(plugin_or_factory: Any) -> Tuple[Any, Optional[Callable[
 
 
 _host_ids = itertools.count(1)
+_DEFAULT_CONFIG = ServiceConfig()  # frozen, so one instance serves every service
 
 
 class PluginHost:
@@ -90,7 +91,7 @@ class PluginHost:
         if not isinstance(name, str) or not name.strip():
             raise ValueError("a service name must be a non-blank string, got %r" % (name,))
         if config is None:
-            config = ServiceConfig()
+            config = _DEFAULT_CONFIG
         elif not isinstance(config, ServiceConfig):
             raise TypeError("config must be a ServiceConfig, got %r" % (config,))
         plugin, factory = _plugin_and_factory(plugin_or_factory)
@@ -123,10 +124,11 @@ class PluginHost:
         """``service(name).submit(event, ...)``; raises ``ServiceNotFound`` first."""
         return self.service(name).submit(event, block=block, timeout=timeout)
 
-    def start_all(self, timeout: Optional[float] = None) -> HostStatus:
+    def start_all(self, timeout: Optional[float] = None) -> None:
         """Start every READY service, all at once, each bounded like ``start``.
 
-        After trying all of them, raises ``ServiceFailed`` naming those that failed.
+        After trying all of them, raises ``ServiceFailed`` naming those that failed
+        (``services``). Use :meth:`status` for the result.
         """
         # Every start is requested first and awaited after, so the services start
         # side by side and the host needs no extra thread for it.
@@ -140,7 +142,7 @@ class PluginHost:
                     failures[handle.name] = exc
         for handle, life in requested:
             try:
-                handle._await_start(life, timeout)
+                handle._wait_started(life, timeout)
             except errors.PluginServiceError as exc:
                 failures[handle.name] = exc
         if failures:
@@ -149,7 +151,6 @@ class PluginHost:
                 "services failed to start: %s" % "; ".join(
                     "%s (%s)" % (name, failures[name]) for name in failed),
                 services=failed)
-        return self.status()
 
     # --------------------------------------------------------------- tools
     def add_tool(self, name: str, tool: Any, *, timeout: Optional[float] = None,

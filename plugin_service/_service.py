@@ -229,11 +229,17 @@ class ServiceHandle:
     # ------------------------------------------------------- recording (locked)
     def _note(self, kind: DiagnosticKind, message: Any,
               correlation_id: Optional[str] = None) -> Diagnostic:
-        """Record a diagnostic (and log it); every non-lifecycle one is last_error."""
-        diagnostic = Diagnostic(kind, self._state, sanitize(message),
-                                _dt.datetime.now(_UTC), correlation_id)
+        """Record a diagnostic (and log it); every non-lifecycle one is last_error.
+
+        Lifecycle messages are built here from state names alone, so only the
+        others, which can carry plugin text, go through ``sanitize``.
+        """
+        text = message if kind is _K.LIFECYCLE else sanitize(message)
+        diagnostic = Diagnostic(kind, self._state, text, _dt.datetime.now(_UTC),
+                                correlation_id)
         self._diagnostics.append(diagnostic)
-        log = self._log.bind(correlation_id=correlation_id)
+        log = self._log if correlation_id is None else self._log.bind(
+            correlation_id=correlation_id)
         if kind is _K.LIFECYCLE:
             log.info("{}", diagnostic.message)
         else:
@@ -253,8 +259,12 @@ class ServiceHandle:
         self._note(_K.LIFECYCLE, "%s -> %s%s" % (current.value, target.value,
                                                  " (%s)" % why if why else ""))
         self._state_changed.notify_all()
-        self._not_empty.notify_all()
-        self._not_full.notify_all()
+        # The worker and blocked producers re-check the state when woken.
+        if self._worker_waiting:
+            self._worker_waiting = False
+            self._not_empty.notify_all()
+        if self._producers_waiting:
+            self._not_full.notify_all()
 
     def _reject(self, error: errors.PluginServiceError, event: Any) -> errors.PluginServiceError:
         try:
@@ -487,8 +497,14 @@ class ServiceHandle:
                                             life, bound)
 
     def _await_start(self, life: int, timeout: Optional[float]) -> ServiceStatus:
+        """Wait for the start of ``life``; its status once RUNNING."""
+        self._wait_started(life, timeout)
+        return self.status()
+
+    def _wait_started(self, life: int, timeout: Optional[float]) -> None:
+        """Wait for the start of ``life``; raise unless it ended RUNNING."""
         if life == 0:
-            return self.status()
+            return
         if threading.current_thread() is self._worker:
             raise errors.LifecycleError(
                 "service %r cannot wait for its own start from its own callback" % self.name,
@@ -505,11 +521,10 @@ class ServiceHandle:
             self._state_changed.wait_for(
                 lambda: self._life != life or self._state is not _STARTING)
             state = self._state
-            snapshot = self._snapshot()
+            failure = self._failure
         if state is _RUNNING:
-            return snapshot
+            return
         if state is _FAILED:
-            failure = snapshot.failure
             raise errors.ServiceFailed(
                 "service %r failed to start: %s" % (
                     self.name, failure.message if failure else "unknown reason"),
