@@ -2,7 +2,14 @@
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
+from concurrent.futures._base import (
+    CANCELLED,
+    CANCELLED_AND_NOTIFIED,
+    FINISHED,
+    PENDING,
+    RUNNING,
+)
 from typing import Any, Optional
 
 from loguru import logger
@@ -10,6 +17,12 @@ from loguru import logger
 from . import errors
 
 __all__ = ["GuardedFuture", "DispatchFuture"]
+
+_DONE = frozenset({CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED})
+
+# Orders the lazy creation of a DispatchFuture's condition against the worker's
+# settling it without one (see DispatchFuture). Held for a few bytecodes only.
+_condition_made = threading.Lock()
 
 
 class GuardedFuture(Future):  # type: ignore[type-arg]
@@ -37,23 +50,87 @@ class DispatchFuture(GuardedFuture):
     the plugin never sees it); once dispatch has begun it returns False.
     """
 
+    # Made without Future.__init__: its Condition and RLock cost more than the
+    # rest of a submit, and most futures are never waited on through them. The
+    # condition is made on first use by whoever waits, adds a callback or calls
+    # concurrent.futures.wait(); until then nobody can be waiting, so the worker
+    # settles the future without it. Both sides decide under _condition_made, so
+    # a waiter either finds the future settled or is notified through the
+    # condition like with any Future.
+
     def __init__(self, event: Any, owner: Any = None) -> None:
-        super().__init__()
+        self._cond: Optional[threading.Condition] = None
+        self._state = PENDING
+        self._result: Any = None
+        self._exception: Optional[BaseException] = None
+        self._waiters: list = []  # type: ignore[type-arg]
+        self._done_callbacks: list = []  # type: ignore[type-arg]
         self.event = event
         self._owner = owner
 
-    def cancel(self) -> bool:
-        owner = self._owner
-        if owner is None:
-            return super().cancel()
-        withdrawn: bool = owner._withdraw(self)
-        return withdrawn
+    @property
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
+        cond = self._cond
+        if cond is None:
+            with _condition_made:
+                cond = self._cond
+                if cond is None:
+                    cond = self._cond = threading.Condition()
+        return cond
+
+    # ------------------------------------------------------------- settling
+    def set_result(self, result: Any) -> None:
+        if self._cond is None:
+            with _condition_made:
+                if self._cond is None:
+                    if self._state in _DONE:
+                        raise InvalidStateError("%s: %r" % (self._state, self))
+                    self._result = result
+                    self._state = FINISHED
+                    return
+        super().set_result(result)
+
+    def set_exception(self, exception: Optional[BaseException]) -> None:
+        if self._cond is None:
+            with _condition_made:
+                if self._cond is None:
+                    if self._state in _DONE:
+                        raise InvalidStateError("%s: %r" % (self._state, self))
+                    self._exception = exception
+                    self._state = FINISHED
+                    return
+        super().set_exception(exception)
+
+    def _mark_running(self) -> None:
+        """PENDING -> RUNNING, by the service that just took the event out of its
+        queue (so it cannot be cancelled any more); nobody waits for RUNNING."""
+        self._state = RUNNING
+
+    # -------------------------------------------------------------- reading
+    def done(self) -> bool:
+        return self._state in _DONE
+
+    def running(self) -> bool:
+        return self._state == RUNNING
+
+    def cancelled(self) -> bool:
+        return self._state in (CANCELLED, CANCELLED_AND_NOTIFIED)
 
     def result(self, timeout: Optional[float] = None) -> Any:
+        if self._state == FINISHED:  # set after _result/_exception: no lock needed
+            exception = self._exception
+            if exception is not None:
+                try:
+                    raise exception
+                finally:
+                    del exception  # no frame <-> exception cycle, as in Future
+            return self._result
         self._refuse_waiting_on_own_worker()
         return super().result(timeout)
 
     def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        if self._state == FINISHED:
+            return self._exception
         self._refuse_waiting_on_own_worker()
         return super().exception(timeout)
 
@@ -66,6 +143,15 @@ class DispatchFuture(GuardedFuture):
             raise errors.LifecycleError(
                 "a callback of service %r cannot wait for an event of its own service; "
                 "it would wait on itself" % owner.name, service=owner.name)
+
+    # ----------------------------------------------------------- cancelling
+    def cancel(self) -> bool:
+        owner = self._owner
+        if owner is None:
+            cancelled: bool = super().cancel()
+            return cancelled
+        withdrawn: bool = owner._withdraw(self)
+        return withdrawn
 
     def _cancel_withdrawn(self) -> bool:
         cancelled: bool = super().cancel()

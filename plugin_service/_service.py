@@ -860,7 +860,7 @@ class ServiceHandle:
         self._deadline = None  # set by _start_deadline as the handler is invoked
         ctx = self._current_ctx = DispatchContext(future.event, None)
         # Only our lock takes a queued future out, so it is still PENDING here.
-        future.set_running_or_notify_cancel()
+        future._mark_running()
         if self._producers_waiting and not self._room_signalled:
             # Wake every parked producer once per parking episode, not on every
             # take: until they run, more notify() calls would only cost us.
