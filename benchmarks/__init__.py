@@ -21,6 +21,9 @@ one producer), ``roundtrip`` (2, submit + result latency), ``timeouts`` (3, how 
 timeouts arrive), ``tools`` (4, tool call overhead), ``isolation`` (5, services vs
 tools under saturation), ``scale`` (6, 1,000 idle services), ``fanin`` (7, 8
 producers into 1 and 100 services). ``_harness`` holds variants, rounds,
-statistics, targets, the table, JSON and the command line; ``_plot`` draws the
-figures (matplotlib, from the ``bench`` extra, imported only for ``--plot``).
+statistics, targets, the table, JSON and the command line; ``_common`` the run's
+error, bounded waits and running one scenario alone; ``_workloads`` the plugin and
+tool doubles, host set-up, the design floor's consumer loops and the pykka actors;
+``_plot`` draws the figures (matplotlib, from the ``bench`` extra, imported only
+for ``--plot``).
 """

@@ -1,30 +1,25 @@
-"""What several scenarios share: the no-op service, consumer threads, bounded waits."""
+"""What every scenario shares: the run's error, bounded waits, daemon threads, running alone.
+
+Only the standard library and the harness: ``scale``'s child processes import it too.
+Plugin doubles, host set-up and the baselines' consumers are in ``_workloads``.
+"""
 from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Sequence
 
-from plugin_service import Ingress, IngressEvent, ServicePlugin
-
-pykka: Any
-try:
-    import pykka
-except ImportError:  # pykka comes with the ``bench`` extra; without it its rows are skipped
-    pykka = None
+from ._harness import Builder, main
 
 __all__ = [
     "BenchmarkError",
     "WAIT_S",
     "LATENCY_PIN_REASON",
-    "INGRESS",
-    "NoOpService",
-    "noop",
+    "check_count",
     "start_thread",
     "wait_all",
-    "pykka",
-    "PYKKA_MISSING",
+    "run_alone",
 ]
 
 #: Why the single-operation latency scenarios run on one CPU (``Scenario.pin_reason``).
@@ -35,25 +30,16 @@ LATENCY_PIN_REASON = (
 
 #: How long a repetition may wait for its work before the run is declared hung.
 WAIT_S = 120.0
-INGRESS = "bench"
-PYKKA_MISSING = "pykka is not importable: its rows are skipped (pip install pykka)"
 
 
 class BenchmarkError(RuntimeError):
     """A variant did not do the work it was timed for."""
 
 
-def noop(*args: Any) -> None:
-    return None
-
-
-class NoOpService(ServicePlugin):
-    """A service whose handler does nothing and returns None."""
-
-    ingresses = [Ingress(INGRESS)]
-
-    def handle_ingress(self, event: IngressEvent, ctx: Any) -> None:
-        return None
+def check_count(variant: str, done: Any, expected: int, what: str = "events handled") -> None:
+    """Raise BenchmarkError unless ``done`` (a count taken outside the clock) is ``expected``."""
+    if done != expected:
+        raise BenchmarkError("%s: %d of %d %s" % (variant, done, expected, what))
 
 
 def start_thread(target: Callable[[], Any], name: str = "bench-consumer") -> threading.Thread:
@@ -70,3 +56,8 @@ def wait_all(futures: Iterable[Future], what: str, timeout: Optional[float] = WA
     if pending:
         raise BenchmarkError("%s: %d of %d futures not done after %.0f s"
                              % (what, len(pending), len(futures), timeout or 0))
+
+
+def run_alone(build: Builder, module: str, argv: Optional[Sequence[str]] = None) -> int:
+    """Run one scenario module's ``build`` as ``python -m <module>`` would."""
+    return main([build], argv, prog="python -m %s" % module)

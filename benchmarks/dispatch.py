@@ -37,26 +37,17 @@ from typing import Any, List, Optional, Sequence
 
 from plugin_service import IngressEvent, PluginHost, ServiceConfig
 
-from ._common import (
+from ._common import WAIT_S, BenchmarkError, check_count, run_alone, start_thread
+from ._harness import EVENTS_PER_S, Options, Ratio, Sample, Scenario, Target, Variant, throughput
+from ._workloads import (
+    COUNT,
     INGRESS,
     PYKKA_MISSING,
-    WAIT_S,
-    BenchmarkError,
+    CountingActor,
     NoOpService,
-    noop,
     pykka,
-    start_thread,
-)
-from ._harness import (
-    EVENTS_PER_S,
-    Options,
-    Ratio,
-    Sample,
-    Scenario,
-    Target,
-    Variant,
-    main,
-    throughput,
+    serve_floor,
+    start_services,
 )
 
 __all__ = ["build", "DEFAULT_EVENTS", "QUICK_EVENTS", "QUEUE_SIZE"]
@@ -68,18 +59,11 @@ QUEUE_SIZE = 1024
 _SOURCE = "benchmarks.dispatch"
 
 
-def _check_count(variant: str, handled: Any, n: int) -> None:
-    if handled != n:
-        raise BenchmarkError("%s: %d of %d events handled" % (variant, handled, n))
-
-
 # ------------------------------------------------------------------- ours
 def _ours(n: int) -> Sample:
-    host = PluginHost()
-    try:
-        handle = host.add_service("bench-dispatch", NoOpService,
+    with PluginHost() as host:
+        [handle] = start_services(host, ["bench-dispatch"], NoOpService,
                                   ServiceConfig(queue_size=QUEUE_SIZE))
-        host.start_all()
         submit = handle.submit
         event = IngressEvent
         last: Any = None
@@ -88,9 +72,7 @@ def _ours(n: int) -> Sample:
             last = submit(event(INGRESS, _SOURCE, i), block=True)
         last.result(timeout=WAIT_S)
         elapsed = perf_counter() - started
-        _check_count("ours", handle.status().counters.succeeded, n)
-    finally:
-        host.close()
+        check_count("ours", handle.status().counters.succeeded, n)
     return throughput(n, elapsed)
 
 
@@ -98,21 +80,7 @@ def _ours(n: int) -> Sample:
 def _floor(n: int) -> Sample:
     inbox: queue.Queue = queue.Queue(maxsize=QUEUE_SIZE)
     handled = [0]
-
-    def consume() -> None:
-        get = inbox.get
-        count = 0
-        while True:
-            item = get()
-            if item is None:
-                return
-            future, message = item
-            noop(message)
-            count += 1
-            handled[0] = count  # before set_result: the last result implies the count
-            future.set_result(None)
-
-    consumer = start_thread(consume)
+    consumer = start_thread(functools.partial(serve_floor, inbox, handled, 0))
     try:
         put = inbox.put
         event = IngressEvent
@@ -124,7 +92,7 @@ def _floor(n: int) -> Sample:
             put((future, event(INGRESS, _SOURCE, i)))
         future.result(timeout=WAIT_S)
         elapsed = perf_counter() - started
-        _check_count("floor", handled[0], n)
+        check_count("floor", handled[0], n)
     finally:
         inbox.put(None)
         consumer.join(WAIT_S)
@@ -152,29 +120,12 @@ def _raw_queue(n: int) -> Sample:
     elapsed = perf_counter() - started
     if consumer.is_alive():
         raise BenchmarkError("raw queue: consumer still running after %.0f s" % WAIT_S)
-    _check_count("raw queue", handled[0], n)
+    check_count("raw queue", handled[0], n)
     return throughput(n, elapsed)
 
 
-_COUNT = object()  # asks a counting actor how many messages it handled
-
-if pykka is not None:
-    class _Counter(pykka.ThreadingActor):
-        use_daemon_thread = True  # a hung run must not keep the interpreter alive
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.handled = 0
-
-        def on_receive(self, message: Any) -> Optional[int]:
-            if message is _COUNT:
-                return self.handled
-            self.handled += 1
-            return None
-
-
 def _pykka_tell(n: int) -> Sample:
-    ref = _Counter.start()
+    ref = CountingActor.start()
     try:
         tell = ref.tell
         event = IngressEvent
@@ -182,16 +133,16 @@ def _pykka_tell(n: int) -> Sample:
         for i in range(n):
             tell(event(INGRESS, _SOURCE, i))
         # The inbox is FIFO: once this answers, every told message has been handled.
-        handled = ref.ask(_COUNT, timeout=WAIT_S)
+        handled = ref.ask(COUNT, timeout=WAIT_S)
         elapsed = perf_counter() - started
-        _check_count("pykka tell", handled, n)
+        check_count("pykka tell", handled, n)
     finally:
         ref.stop()
     return throughput(n, elapsed)
 
 
 def _pykka_ask(n: int) -> Sample:
-    ref = _Counter.start()
+    ref = CountingActor.start()
     try:
         ask = ref.ask
         event = IngressEvent
@@ -201,7 +152,7 @@ def _pykka_ask(n: int) -> Sample:
             last = ask(event(INGRESS, _SOURCE, i), block=False)
         last.get(timeout=WAIT_S)
         elapsed = perf_counter() - started
-        _check_count("pykka ask", ref.ask(_COUNT, timeout=WAIT_S), n)
+        check_count("pykka ask", ref.ask(COUNT, timeout=WAIT_S), n)
     finally:
         ref.stop()
     return throughput(n, elapsed)
@@ -247,7 +198,7 @@ def build(options: Options) -> Scenario:
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
-    return main([build], argv, prog="python -m benchmarks.dispatch")
+    return run_alone(build, "benchmarks.dispatch", argv)
 
 
 if __name__ == "__main__":

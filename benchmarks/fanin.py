@@ -28,16 +28,9 @@ from typing import Any, Callable, List, Optional, Sequence
 
 from plugin_service import IngressEvent, PluginHost, ServiceConfig
 
-from ._common import (
-    INGRESS,
-    WAIT_S,
-    BenchmarkError,
-    NoOpService,
-    noop,
-    start_thread,
-    wait_all,
-)
-from ._harness import EVENTS_PER_S, Options, Ratio, Sample, Scenario, Variant, main, throughput
+from ._common import WAIT_S, BenchmarkError, check_count, run_alone, start_thread, wait_all
+from ._harness import EVENTS_PER_S, Options, Ratio, Sample, Scenario, Variant, throughput
+from ._workloads import INGRESS, NoOpService, serve_floor, start_services
 
 __all__ = ["build", "PRODUCERS", "DEFAULT_EVENTS", "QUICK_EVENTS", "QUEUE_SIZE"]
 
@@ -83,12 +76,9 @@ def _drive(producer: Producer, per_producer: int) -> float:
 
 def _ours(targets: int, n: int) -> Sample:
     per_producer = n // PRODUCERS
-    host = PluginHost()
-    try:
-        handles = [host.add_service("bench-fanin-%03d" % k, NoOpService,
-                                    ServiceConfig(queue_size=QUEUE_SIZE))
-                   for k in range(targets)]
-        host.start_all()
+    with PluginHost() as host:
+        handles = start_services(host, ("bench-fanin-%03d" % k for k in range(targets)),
+                                 NoOpService, ServiceConfig(queue_size=QUEUE_SIZE))
         submits = [h.submit for h in handles]
 
         def producer(p: int, count: int) -> List[Any]:
@@ -100,12 +90,8 @@ def _ours(targets: int, n: int) -> Sample:
             return lasts
 
         elapsed = _drive(producer, per_producer)
-        succeeded = sum(h.status().counters.succeeded for h in handles)
-        if succeeded != per_producer * PRODUCERS:
-            raise BenchmarkError("ours: %d of %d events succeeded"
-                                 % (succeeded, per_producer * PRODUCERS))
-    finally:
-        host.close()
+        check_count("ours", sum(h.status().counters.succeeded for h in handles),
+                    per_producer * PRODUCERS, "events succeeded")
     return throughput(per_producer * PRODUCERS, elapsed)
 
 
@@ -113,21 +99,8 @@ def _floor(targets: int, n: int) -> Sample:
     per_producer = n // PRODUCERS
     inboxes: List[queue.Queue] = [queue.Queue(maxsize=QUEUE_SIZE) for _ in range(targets)]
     handled = [0] * targets
-
-    def consume(k: int) -> None:
-        get = inboxes[k].get
-        count = 0
-        while True:
-            item = get()
-            if item is None:
-                return
-            future, message = item
-            noop(message)
-            count += 1
-            handled[k] = count  # before set_result: a last result implies the count
-            future.set_result(None)
-
-    consumers = [start_thread(functools.partial(consume, k), "bench-consumer-%03d" % k)
+    consumers = [start_thread(functools.partial(serve_floor, inboxes[k], handled, k),
+                              "bench-consumer-%03d" % k)
                  for k in range(targets)]
     try:
         puts = [inbox.put for inbox in inboxes]
@@ -143,9 +116,7 @@ def _floor(targets: int, n: int) -> Sample:
             return lasts
 
         elapsed = _drive(producer, per_producer)
-        if sum(handled) != per_producer * PRODUCERS:
-            raise BenchmarkError("floor: %d of %d events handled"
-                                 % (sum(handled), per_producer * PRODUCERS))
+        check_count("floor", sum(handled), per_producer * PRODUCERS)
     finally:
         for inbox in inboxes:
             inbox.put(None)
@@ -182,7 +153,7 @@ def build(options: Options) -> Scenario:
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
-    return main([build], argv, prog="python -m benchmarks.fanin")
+    return run_alone(build, "benchmarks.fanin", argv)
 
 
 if __name__ == "__main__":

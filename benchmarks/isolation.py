@@ -24,27 +24,11 @@ import threading
 from time import perf_counter
 from typing import Any, Callable, List, Optional, Sequence
 
-from plugin_service import (
-    Ingress,
-    IngressEvent,
-    PluginHost,
-    ServiceConfig,
-    ServicePlugin,
-)
+from plugin_service import Ingress, IngressEvent, PluginHost, ServiceConfig, ServicePlugin
 
-from ._common import INGRESS, LATENCY_PIN_REASON, WAIT_S, BenchmarkError, wait_all
-from ._harness import (
-    P50_US,
-    P99_US,
-    Options,
-    Ratio,
-    Sample,
-    Scenario,
-    Target,
-    Variant,
-    latency,
-    main,
-)
+from ._common import LATENCY_PIN_REASON, WAIT_S, BenchmarkError, run_alone, wait_all
+from ._harness import P50_US, P99_US, Options, Ratio, Sample, Scenario, Target, Variant, latency
+from ._workloads import INGRESS, noop_tool, start_services
 
 __all__ = ["build", "DEFAULT_OPS", "QUICK_OPS", "TOOL_WORKERS", "SERVICES"]
 
@@ -96,10 +80,6 @@ class _Service(ServicePlugin):
             self._gate.hold()
 
 
-def _noop_tool(request: Any, ctx: Any) -> None:
-    return None
-
-
 def _timed(n: int, operation: Callable[[int], Any]) -> List[float]:
     clock = perf_counter
     times: List[float] = []
@@ -114,58 +94,50 @@ def _timed(n: int, operation: Callable[[int], Any]) -> List[float]:
 # --------------------------------------------- service round trip vs tools
 def _round_trips(n: int, saturate: bool) -> Sample:
     gate = _Gate()
-    host = PluginHost(tool_workers=TOOL_WORKERS)
     held: List[Any] = []
-    try:
-        host.add_tool("slow", lambda request, ctx: gate.hold())
-        handle = host.add_service("bench-isolated", functools.partial(_Service, gate),
-                                  ServiceConfig())
-        host.start_all()
-        if saturate:
-            held = [host.submit_tool("slow", k) for k in range(2 * TOOL_WORKERS)]
-            gate.wait_entered(TOOL_WORKERS)
-        submit = handle.submit
-        event = IngressEvent
-        times = _timed(n, lambda i: submit(event(INGRESS, _SOURCE, i)).result(WAIT_S))
-        if saturate and host.status().tools["slow"].in_flight != 2 * TOOL_WORKERS:
-            raise BenchmarkError("the tool pool was not saturated throughout")
-    finally:
-        gate.release()
+    with PluginHost(tool_workers=TOOL_WORKERS) as host:
         try:
-            wait_all(held, "slow tools")
+            host.add_tool("slow", lambda request, ctx: gate.hold())
+            [handle] = start_services(host, ["bench-isolated"],
+                                      functools.partial(_Service, gate), ServiceConfig())
+            if saturate:
+                held = [host.submit_tool("slow", k) for k in range(2 * TOOL_WORKERS)]
+                gate.wait_entered(TOOL_WORKERS)
+            submit = handle.submit
+            event = IngressEvent
+            times = _timed(n, lambda i: submit(event(INGRESS, _SOURCE, i)).result(WAIT_S))
+            if saturate and host.status().tools["slow"].in_flight != 2 * TOOL_WORKERS:
+                raise BenchmarkError("the tool pool was not saturated throughout")
         finally:
-            host.close()
+            gate.release()
+            wait_all(held, "slow tools")
     return latency(times)
 
 
 # --------------------------------------------- tool call vs services
 def _tool_calls(n: int, saturate: bool) -> Sample:
     gate = _Gate()
-    host = PluginHost(tool_workers=TOOL_WORKERS)
     held: List[Any] = []
-    try:
-        host.add_tool("noop", _noop_tool)
-        handles = [host.add_service("bench-busy-%03d" % k, functools.partial(_Service, gate),
-                                    ServiceConfig(queue_size=SERVICE_QUEUE))
-                   for k in range(SERVICES)]
-        host.start_all()
-        if saturate:
-            for handle in handles:
-                held.append(handle.submit(IngressEvent(INGRESS, _SOURCE, _SLOW)))
-            gate.wait_entered(SERVICES)
-            for handle in handles:  # and fill every queue behind its held handler
-                held.extend(handle.submit(IngressEvent(INGRESS, _SOURCE, _SLOW))
-                            for _ in range(SERVICE_QUEUE))
-        call = host.call_tool
-        times = _timed(n, lambda i: call("noop", i))
-        if saturate and any(h.status().queue_depth != SERVICE_QUEUE for h in handles):
-            raise BenchmarkError("the services were not saturated throughout")
-    finally:
-        gate.release()
+    with PluginHost(tool_workers=TOOL_WORKERS) as host:
         try:
-            wait_all(held, "held events")
+            host.add_tool("noop", noop_tool)
+            handles = start_services(host, ("bench-busy-%03d" % k for k in range(SERVICES)),
+                                     functools.partial(_Service, gate),
+                                     ServiceConfig(queue_size=SERVICE_QUEUE))
+            if saturate:
+                for handle in handles:
+                    held.append(handle.submit(IngressEvent(INGRESS, _SOURCE, _SLOW)))
+                gate.wait_entered(SERVICES)
+                for handle in handles:  # and fill every queue behind its held handler
+                    held.extend(handle.submit(IngressEvent(INGRESS, _SOURCE, _SLOW))
+                                for _ in range(SERVICE_QUEUE))
+            call = host.call_tool
+            times = _timed(n, lambda i: call("noop", i))
+            if saturate and any(h.status().queue_depth != SERVICE_QUEUE for h in handles):
+                raise BenchmarkError("the services were not saturated throughout")
         finally:
-            host.close()
+            gate.release()
+            wait_all(held, "held events")
     return latency(times)
 
 
@@ -206,7 +178,7 @@ def build(options: Options) -> Scenario:
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
-    return main([build], argv, prog="python -m benchmarks.isolation")
+    return run_alone(build, "benchmarks.isolation", argv)
 
 
 if __name__ == "__main__":

@@ -22,32 +22,21 @@ import queue
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from time import perf_counter
-from typing import Any, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from plugin_service import IngressEvent, PluginHost, ServiceConfig
 
-from ._common import (
+from ._common import LATENCY_PIN_REASON, WAIT_S, check_count, run_alone, start_thread
+from ._harness import P50_US, P99_US, Options, Ratio, Sample, Scenario, Target, Variant, latency
+from ._workloads import (
     INGRESS,
-    LATENCY_PIN_REASON,
     PYKKA_MISSING,
-    WAIT_S,
-    BenchmarkError,
     NoOpService,
+    SinkActor,
     noop,
     pykka,
-    start_thread,
-)
-from ._harness import (
-    P50_US,
-    P99_US,
-    Options,
-    Ratio,
-    Sample,
-    Scenario,
-    Target,
-    Variant,
-    latency,
-    main,
+    serve_futures,
+    start_services,
 )
 
 __all__ = ["build", "DEFAULT_OPS", "QUICK_OPS"]
@@ -59,10 +48,8 @@ _SOURCE = "benchmarks.roundtrip"
 
 
 def _ours(n: int) -> Sample:
-    host = PluginHost()
-    try:
-        handle = host.add_service("bench-roundtrip", NoOpService, ServiceConfig())
-        host.start_all()
+    with PluginHost() as host:
+        [handle] = start_services(host, ["bench-roundtrip"], NoOpService, ServiceConfig())
         submit = handle.submit
         event = IngressEvent
         clock = perf_counter
@@ -72,28 +59,13 @@ def _ours(n: int) -> Sample:
             began = clock()
             submit(event(INGRESS, _SOURCE, i)).result(WAIT_S)
             record(clock() - began)
-        succeeded = handle.status().counters.succeeded
-        if succeeded != n:
-            raise BenchmarkError("ours: %d of %d round trips succeeded" % (succeeded, n))
-    finally:
-        host.close()
+        check_count("ours", handle.status().counters.succeeded, n, "round trips succeeded")
     return latency(times)
 
 
 def _queue_future(n: int) -> Sample:
     inbox: queue.Queue = queue.Queue()
-
-    def consume() -> None:
-        get = inbox.get
-        while True:
-            item = get()
-            if item is None:
-                return
-            future, message = item
-            noop(message)
-            future.set_result(None)
-
-    consumer = start_thread(consume)
+    consumer = start_thread(functools.partial(serve_futures, inbox))
     try:
         put = inbox.put
         event = IngressEvent
@@ -128,16 +100,8 @@ def _executor(n: int) -> Sample:
     return latency(times)
 
 
-if pykka is not None:
-    class _Sink(pykka.ThreadingActor):
-        use_daemon_thread = True  # a hung run must not keep the interpreter alive
-
-        def on_receive(self, message: Any) -> None:
-            return None
-
-
 def _pykka_ask(n: int) -> Sample:
-    ref = _Sink.start()
+    ref = SinkActor.start()
     try:
         ask = ref.ask
         event = IngressEvent
@@ -189,7 +153,7 @@ def build(options: Options) -> Scenario:
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
-    return main([build], argv, prog="python -m benchmarks.roundtrip")
+    return run_alone(build, "benchmarks.roundtrip", argv)
 
 
 if __name__ == "__main__":

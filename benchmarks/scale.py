@@ -36,6 +36,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
+from ._common import BenchmarkError, run_alone
 from ._harness import (
     Limit,
     Metric,
@@ -45,7 +46,6 @@ from ._harness import (
     Scenario,
     Target,
     Variant,
-    main,
     pin_to_one_cpu,
 )
 
@@ -64,10 +64,6 @@ IDLE_CPU = Metric("idle_cpu_pct", "idle CPU %", higher_is_better=False, spec=",.
                   unit="% of a core")
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class BenchmarkError(RuntimeError):
-    """A child did not do the work it was timed for."""
 
 
 def _rss_bytes() -> int:
@@ -221,7 +217,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--child"]:
         return _child_main(argv[1:])
-    return main([build], argv, prog="python -m benchmarks.scale")
+    return run_alone(build, "benchmarks.scale", argv)
 
 
 if __name__ == "__main__":

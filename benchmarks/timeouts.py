@@ -30,28 +30,11 @@ import time
 from concurrent.futures import Future
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from plugin_service import (
-    Ingress,
-    IngressEvent,
-    PluginHost,
-    ServiceConfig,
-    ServicePlugin,
-    errors,
-)
+from plugin_service import Ingress, IngressEvent, PluginHost, ServiceConfig, ServicePlugin, errors
 
-from ._common import INGRESS, WAIT_S, BenchmarkError, start_thread, wait_all
-from ._harness import (
-    Limit,
-    Metric,
-    Options,
-    Ratio,
-    Sample,
-    Scenario,
-    Target,
-    Variant,
-    latency,
-    main,
-)
+from ._common import WAIT_S, BenchmarkError, run_alone, start_thread, wait_all
+from ._harness import Limit, Metric, Options, Ratio, Sample, Scenario, Target, Variant, latency
+from ._workloads import INGRESS, start_services
 
 __all__ = ["build", "TIMED", "DEFAULT_TIMEOUT_S", "QUICK_TIMEOUT_S"]
 
@@ -105,12 +88,9 @@ def _ours_dispatch(timeout: float, waves: int) -> Sample:
     deadlines: Dict[int, float] = {}
     resolved: Dict[int, float] = {}
     config = ServiceConfig(queue_size=4, dispatch_timeout=timeout, fail_after=None)
-    host = PluginHost()
-    try:
-        handles = [host.add_service("bench-timed-%03d" % k,
-                                    functools.partial(_Holder, deadlines), config)
-                   for k in range(TIMED)]
-        host.start_all()
+    with PluginHost() as host:
+        handles = start_services(host, ("bench-timed-%03d" % k for k in range(TIMED)),
+                                 functools.partial(_Holder, deadlines), config)
         for wave in range(waves):
             futures = []
             for k, handle in enumerate(handles):
@@ -120,8 +100,6 @@ def _ours_dispatch(timeout: float, waves: int) -> Sample:
                 futures.append(future)
             wait_all(futures, "dispatch timeouts")
             _check_raised(futures, errors.DispatchTimeout, "dispatch timeouts")
-    finally:
-        host.close()
     return _lateness(resolved, deadlines)
 
 
@@ -134,8 +112,7 @@ def _ours_tool(timeout: float, waves: int) -> Sample:
         deadlines[request] = ctx.deadline
         ctx.wait(WAIT_S)
 
-    host = PluginHost(tool_workers=TIMED)
-    try:
+    with PluginHost(tool_workers=TIMED) as host:
         host.add_tool("holder", hold, timeout=timeout)
         for wave in range(waves):
             futures = []
@@ -147,8 +124,6 @@ def _ours_tool(timeout: float, waves: int) -> Sample:
                 futures.append(future)
             wait_all(futures, "tool timeouts")
             _check_raised(futures, errors.ToolTimeout, "tool timeouts")
-    finally:
-        host.close()
     return _lateness(resolved, {key: deadlines.get(key, planned[key]) for key in planned})
 
 
@@ -250,7 +225,7 @@ def build(options: Options) -> Scenario:
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
-    return main([build], argv, prog="python -m benchmarks.timeouts")
+    return run_alone(build, "benchmarks.timeouts", argv)
 
 
 if __name__ == "__main__":

@@ -14,23 +14,13 @@ import functools
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
-from typing import Any, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from plugin_service import PluginHost
 
-from ._common import LATENCY_PIN_REASON, WAIT_S, BenchmarkError, noop
-from ._harness import (
-    P50_US,
-    P99_US,
-    Options,
-    Ratio,
-    Sample,
-    Scenario,
-    Target,
-    Variant,
-    latency,
-    main,
-)
+from ._common import LATENCY_PIN_REASON, WAIT_S, check_count, run_alone
+from ._harness import P50_US, P99_US, Options, Ratio, Sample, Scenario, Target, Variant, latency
+from ._workloads import noop, noop_tool
 
 __all__ = ["build", "DEFAULT_OPS", "QUICK_OPS", "TOOL_WORKERS"]
 
@@ -39,14 +29,9 @@ QUICK_OPS = 3_000
 TOOL_WORKERS = 4  # PluginHost's default
 
 
-def _noop_tool(request: Any, ctx: Any) -> None:
-    return None
-
-
 def _ours(n: int) -> Sample:
-    host = PluginHost(tool_workers=TOOL_WORKERS)
-    try:
-        host.add_tool("noop", _noop_tool)
+    with PluginHost(tool_workers=TOOL_WORKERS) as host:
+        host.add_tool("noop", noop_tool)
         call = host.call_tool
         call("noop", -1)  # a pool thread exists before the clock starts
         clock = perf_counter
@@ -56,11 +41,8 @@ def _ours(n: int) -> Sample:
             began = clock()
             call("noop", i)
             record(clock() - began)
-        succeeded = host.status().tools["noop"].counters.succeeded
-        if succeeded != n + 1:
-            raise BenchmarkError("ours: %d of %d tool calls succeeded" % (succeeded, n + 1))
-    finally:
-        host.close()
+        check_count("ours", host.status().tools["noop"].counters.succeeded, n + 1,
+                    "tool calls succeeded")
     return latency(times)
 
 
@@ -103,7 +85,7 @@ def build(options: Options) -> Scenario:
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
-    return main([build], argv, prog="python -m benchmarks.tools")
+    return run_alone(build, "benchmarks.tools", argv)
 
 
 if __name__ == "__main__":
