@@ -8,8 +8,11 @@ quiet on stderr unless ``-v LEVEL`` asks for ``plugin_service`` logs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import importlib.util
 import json
+import logging
 import os
 import queue
 import select
@@ -30,6 +33,7 @@ from ._diagnostics import DiagnosticKind, jsonable
 from ._discovery import DEFAULT_GROUP, classify
 from ._events import IngressEvent, new_correlation_id
 from ._host import PluginHost
+from ._ray import RayBackend
 
 if TYPE_CHECKING:
     from loguru import Record
@@ -215,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "rejected with QueueFull (default: 5)")
     run.add_argument("--status-file", metavar="PATH",
                      help="also write the final status as JSON to PATH")
+    run.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                     help="run each service as a Ray actor: in a local Ray instance on "
+                          "127.0.0.1 without ADDRESS, else in the cluster at ADDRESS "
+                          "(host:port); needs the 'ray' extra")
     return parser
 
 
@@ -587,17 +595,58 @@ def _serve_metrics(host: PluginHost, args: argparse.Namespace,
     return server
 
 
+def _take_back_spec(args: argparse.Namespace) -> None:
+    """``--ray module:attr``: argparse took the plugin spec for the optional ADDRESS.
+
+    A Ray address is ``host:port`` (digits after the last colon) or has no colon
+    (``auto``); anything else with a colon is a plugin spec, so the run uses a local
+    instance and hosts that plugin.
+    """
+    value = args.ray
+    if value and ":" in value and not value.rpartition(":")[2].isdigit():
+        args.specs.insert(0, value)
+        args.ray = ""
+
+
+def _backend(args: argparse.Namespace) -> RayBackend | None:
+    """The backend of ``--ray [ADDRESS]`` ("": a local instance), or None for threads."""
+    if args.ray is None:
+        return None
+    if importlib.util.find_spec("ray") is None:
+        raise _UsageError("--ray needs Ray: pip install 'plugin_service[ray]'")
+    # Ray logs its start-up at INFO on the driver; the command stays quiet on stderr
+    # unless -v asks for logs.
+    quiet = {} if args.log_level is not None else {"logging_level": logging.ERROR}
+    return RayBackend(address=args.ray or None, init_options=quiet)
+
+
+def _start_ray(backend: RayBackend, address: str) -> None:
+    """Start (or join) Ray on this thread, the main one, before any service starts.
+
+    Left to the backend, the first service's worker thread would start the local
+    instance, and Ray ties its head processes to the thread that spawned them
+    (PR_SET_PDEATHSIG on Linux): they would die as soon as that service stops.
+    """
+    try:
+        backend._ray()
+    except Exception as exc:  # a bad address, a cluster that is down...
+        where = f"at {address}" if address else "locally"
+        raise _UsageError(f"cannot start Ray {where}: {type(exc).__name__}: {exc}") from None
+
+
 def _open_host(args: argparse.Namespace, stderr: _Stream
                ) -> tuple[PluginHost, MetricsServer | None]:
     """The host with the plugins of the command line, started, and its metrics."""
     config = ServiceConfig(queue_size=args.queue_size, dispatch_timeout=args.dispatch_timeout,
                            fail_after=args.fail_after)
     metrics: MetricsServer | None = None
-    host = PluginHost()
+    host = PluginHost(backend=_backend(args))
     try:
         _add_plugins(host, args, config, stderr)
         if args.metrics_port is not None:
             metrics = _serve_metrics(host, args, stderr)
+        if host.backend is not None:
+            _start_ray(host.backend, args.ray)
         try:
             host.start_all()
         except errors.ServiceFailed as exc:  # the others run; its events are rejected
@@ -650,7 +699,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.log_level, stderr)
     try:
         if args.command == "run":
-            code = _run(args, sys.stdin, stdout, stderr)
+            _take_back_spec(args)
+            with _stray_prints_off_stdout(args.ray is not None, args.log_level is not None):
+                code = _run(args, sys.stdin, stdout, stderr)
             if stdout.broken:
                 _detach_stdout()
             return code
@@ -663,6 +714,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as exc:
         stderr.write_line(f"{parser.prog}: error: {exc}")
         return 2
+
+
+@contextlib.contextmanager
+def _stray_prints_off_stdout(active: bool, verbose: bool) -> Iterator[None]:
+    """While ``active``, ``print()`` to ``sys.stdout`` goes to stderr (``verbose``) or
+    nowhere; our outcome lines keep the real stdout.
+
+    Ray's driver prints notices such as "(raylet) A worker died..." to whatever
+    ``sys.stdout`` is, and stdout is the run's JSON-lines channel. The crash those
+    notices report is an outcome line and a status entry already.
+    """
+    if not active:
+        yield
+        return
+    saved = sys.stdout
+    sink = sys.stderr if verbose else open(os.devnull, "w", encoding="utf-8")
+    sys.stdout = sink
+    try:
+        yield
+    finally:
+        sys.stdout = saved
+        if sink is not sys.stderr:
+            sink.close()
 
 
 def _detach_stdout() -> None:

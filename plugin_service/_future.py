@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from concurrent.futures._base import (
     CANCELLED,
     CANCELLED_AND_NOTIFIED,
@@ -82,23 +82,23 @@ class DispatchFuture(GuardedFuture):
     def set_result(self, result: Any) -> None:
         if self._cond is None:
             with _condition_made:
-                if self._cond is None:
-                    if self._state in _DONE:
-                        raise InvalidStateError("%s: %r" % (self._state, self))
+                settled = self._cond is None and self._state not in _DONE
+                if settled:
                     self._result = result
                     self._state = FINISHED
-                    return
-        super().set_result(result)
+            if settled:
+                return
+        super().set_result(result)  # or its InvalidStateError, raised off the lock
 
     def set_exception(self, exception: Optional[BaseException]) -> None:
         if self._cond is None:
             with _condition_made:
-                if self._cond is None:
-                    if self._state in _DONE:
-                        raise InvalidStateError("%s: %r" % (self._state, self))
+                settled = self._cond is None and self._state not in _DONE
+                if settled:
                     self._exception = exception
                     self._state = FINISHED
-                    return
+            if settled:
+                return
         super().set_exception(exception)
 
     def _mark_running(self) -> None:
@@ -138,11 +138,11 @@ class DispatchFuture(GuardedFuture):
         """A handler waiting for an event of its own service would wait on itself:
         its worker is the only one that could ever resolve it."""
         owner = self._owner
-        if owner is not None and not self.done() \
-                and threading.current_thread() is owner._worker:
+        if owner is not None and not self.done() and owner._on_runtime_thread():
             raise errors.LifecycleError(
-                "a callback of service %r cannot wait for an event of its own service; "
-                "it would wait on itself" % owner.name, service=owner.name)
+                "service %r: its own callbacks and done-callbacks on the watchdog thread "
+                "cannot wait for its events; they would wait on themselves" % owner.name,
+                service=owner.name)
 
     # ----------------------------------------------------------- cancelling
     def cancel(self) -> bool:

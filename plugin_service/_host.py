@@ -137,12 +137,12 @@ class PluginHost:
         for handle in self.services():
             if handle.state is LifecycleState.READY:
                 try:
-                    requested.append((handle, handle._request_start()))
+                    requested.append((handle, handle._request_start(timeout)))
                 except errors.PluginServiceError as exc:  # lost a race with another caller
                     failures[handle.name] = exc
         for handle, life in requested:
             try:
-                handle._wait_started(life, timeout)
+                handle._wait_started(life)
             except errors.PluginServiceError as exc:
                 failures[handle.name] = exc
         if failures:
@@ -281,7 +281,7 @@ class PluginHost:
                 pass
         for handle, life in requested:
             try:
-                handle._await_stopped(life)
+                handle._await_stopped(life, deadline)
             except errors.PluginServiceError:
                 pass  # recorded in the service's diagnostics; close goes on
         for tool in tools:

@@ -422,11 +422,24 @@ class ServiceHandle:
         ``timeout`` and ``start_timeout``; ``LifecycleError`` from STOPPING,
         STOPPED or FAILED (use ``restart``). A RUNNING service is left as it is.
         """
-        life = self._request_start()
-        return self._await_start(life, timeout)
+        life = self._request_start(timeout)
+        return self._await_start(life)
 
-    def _request_start(self) -> int:
-        """Begin a start if READY; the life to wait for (0: already RUNNING)."""
+    def _request_start(self, timeout: Optional[float]) -> int:
+        """Begin a start if READY and bound it from now; the life to wait for
+        (0: already RUNNING)."""
+        life = self._request_life()
+        if life:
+            self._schedule_start_bound(life, self._start_bound(timeout))
+        return life
+
+    def _start_bound(self, timeout: Optional[float]) -> Optional[float]:
+        start_timeout = self._config.start_timeout
+        if timeout is None:
+            return start_timeout
+        return timeout if start_timeout is None else min(timeout, start_timeout)
+
+    def _request_life(self) -> int:
         with self._lock:
             state = self._state
             if state is _RUNNING:
@@ -459,7 +472,8 @@ class ServiceHandle:
             self._restarts += 1
             self._begin_life(auto=False)
             life = self._life
-        return self._await_start(life, timeout)
+        self._schedule_start_bound(life, self._start_bound(timeout))
+        return self._await_start(life)
 
     def _worker_busy(self) -> bool:
         worker = self._worker
@@ -496,27 +510,27 @@ class ServiceHandle:
             self._runtime.watchdog.schedule(_monotonic() + bound, self._on_start_bound,
                                             life, bound)
 
-    def _await_start(self, life: int, timeout: Optional[float]) -> ServiceStatus:
+    def _await_start(self, life: int) -> ServiceStatus:
         """Wait for the start of ``life``; its status once RUNNING."""
-        self._wait_started(life, timeout)
+        self._wait_started(life)
         return self.status()
 
-    def _wait_started(self, life: int, timeout: Optional[float]) -> None:
-        """Wait for the start of ``life``; raise unless it ended RUNNING."""
+    def _on_runtime_thread(self) -> bool:
+        """True on this service's worker or the host's watchdog: threads that must
+        never block on a lifecycle change only they could complete."""
+        current = threading.current_thread()
+        return current is self._worker or current is self._runtime.watchdog.thread
+
+    def _wait_started(self, life: int) -> None:
+        """Wait for the start of ``life`` (bounded by its timer); raise unless it
+        ended RUNNING."""
         if life == 0:
             return
-        if threading.current_thread() is self._worker:
+        if self._on_runtime_thread():
             raise errors.LifecycleError(
-                "service %r cannot wait for its own start from its own callback" % self.name,
+                "service %r: a start cannot be awaited from its own callback or from a "
+                "done-callback on the watchdog thread" % self.name,
                 service=self.name, state=self._state)
-        start_timeout = self._config.start_timeout
-        if timeout is None:
-            bound = start_timeout
-        elif start_timeout is None:
-            bound = timeout
-        else:
-            bound = min(timeout, start_timeout)
-        self._schedule_start_bound(life, bound)
         with self._lock:
             self._state_changed.wait_for(
                 lambda: self._life != life or self._state is not _STARTING)
@@ -599,15 +613,22 @@ class ServiceHandle:
         _resolve(post)
         return life
 
-    def _await_stopped(self, life: int) -> ServiceStatus:
-        if life == 0 or threading.current_thread() is self._worker:
-            # Called from this service's own callback: the stop completes once the
-            # callback returns; waiting here would wait on ourselves.
+    def _await_stopped(self, life: int, deadline: Optional[float] = None) -> ServiceStatus:
+        """Wait for the stop of ``life``; past ``deadline`` (the host closing) give up
+        on it: the service fails and its stuck thread is abandoned."""
+        if life == 0 or self._on_runtime_thread():
+            # From this service's own callback, or a done-callback on the watchdog:
+            # the stop completes later; waiting here would wait on ourselves.
             return self.status()
         with self._lock:
-            self._state_changed.wait_for(
-                lambda: self._life != life or self._state is _STOPPED or self._state is _FAILED)
+            stopped = self._state_changed.wait_for(
+                lambda: self._life != life or self._state is _STOPPED or self._state is _FAILED,
+                None if deadline is None else max(0.0, deadline - _monotonic()))
+            post: _Post = []
+            if not stopped and self._state is _STOPPING:
+                self._give_up_stopping(post)
             snapshot = self._snapshot()
+        _resolve(post)
         if snapshot.state is _FAILED:
             failure = snapshot.failure
             raise errors.ServiceFailed(
@@ -615,6 +636,14 @@ class ServiceHandle:
                     self.name, failure.message if failure else "unknown reason"),
                 service=self.name, state=_FAILED)
         return snapshot
+
+    def _give_up_stopping(self, post: _Post) -> None:
+        """Close's deadline passed while STOPPING (lock held): fail it now."""
+        if self._phase is _IN_DISPATCH and self._current is not None \
+                and not self._timed_out_current:
+            self._time_out_current(None, post, "still running when the host closed")
+        self._fail(self._note(_K.SERVICE_FAILED, "host closed before the service stopped "
+                              "(%s still running)" % (self._phase or "worker")), post)
 
     def _on_stop_bound(self, life: int, bound: float) -> None:
         """The stop bound ran out: drop what is queued, cancel a running handler and
@@ -783,16 +812,20 @@ class ServiceHandle:
             return None
         with self._lock:
             if self._life == life and self._phase is _IN_START:
-                self._phase = _IDLE
                 if self._state is _STARTING:
+                    self._phase = _IDLE
                     self._plugin = plugin
                     self._ingresses = ingresses
                     self._failure = None
                     self._transition(_RUNNING)
                     return plugin
                 if self._state is _STOPPING:  # stopped while starting
+                    self._phase = _IDLE
                     self._plugin = plugin
                     return plugin
+                # Busy until this stop() returns (_worker_exit makes it idle), so a
+                # shared instance is not restarted under it.
+                self._phase = _IN_STOP
         # The start bound ran out first: release what the late start() acquired.
         self._call_stop_quietly(plugin)
         return None
@@ -832,7 +865,9 @@ class ServiceHandle:
                 if taken is None:
                     return
                 future, ctx = taken
-            if ctx._cancelled:  # decided while the previous callbacks ran (stop grace)
+            if self._timed_out_current:
+                # Decided (stop grace) while the previous callbacks ran on this
+                # thread; a merely cancelled one is still handed over, ctx says so.
                 ok, value = True, None
                 continue
             if timeout is not None:
@@ -955,6 +990,8 @@ class ServiceHandle:
                 first_pending[0] = False
                 raise first  # the first delivery, already made
             with self._lock:
+                if self._timed_out_current:
+                    raise _AttemptTimedOut()  # decided between raise and retry
                 if self._life != life or self._state is not _RUNNING:
                     raise _RetryCutShort()
                 event = attrs.evolve(self._current_event,
@@ -979,6 +1016,8 @@ class ServiceHandle:
 
         def backoff(seconds: float) -> None:
             with self._lock:
+                if self._timed_out_current:
+                    raise _AttemptTimedOut()
                 self._deadline = None
                 self._current_ctx = None
                 if self._state_changed.wait_for(
