@@ -157,21 +157,33 @@ class _ActorProxy(ServicePlugin):
         ray = self._backend._ray()
         actor = self._actor
         ref = actor.handle.remote(event, ctx.remaining())
+        cancelled_at: list = []  # type: ignore[type-arg]
 
         def cancel() -> None:
-            ray.cancel(ref)
+            # Tell the actor (ctx.cancelled turns True there) without ray.cancel:
+            # a handler cancelled by stop still returns its value.
+            cancelled_at.append(_monotonic())
             actor.cancel.remote()
 
         ctx._forward_cancel(cancel)
-        try:
+        if self._grace is None:
             return self._call(ref)
-        except ray.exceptions.TaskCancelledError:
-            # The host already decided this event (timed out). Keep dispatch serial:
-            # wait for the actor's handler to return before the next event; past the
-            # grace the actor is killed, which a thread could never be.
-            if not self._call(actor.wait_idle.remote(self._grace)):
+        # Serial dispatch: wait for the handler to return. Once cancelled, it has
+        # the grace; past it the actor is killed, which a thread could never be.
+        while True:
+            wait = None if not cancelled_at else max(
+                0.0, cancelled_at[0] + self._grace - _monotonic())
+            if wait is None and ctx.deadline is not None:
+                # Until the deadline; the watchdog's cancel lands just after it.
+                wait = max(0.01, ctx.deadline - _monotonic())
+            ready, _ = ray.wait([ref], timeout=wait)
+            if ready:
+                return self._call(ref)
+            if cancelled_at and _monotonic() >= cancelled_at[0] + self._grace:
                 ray.kill(actor, no_restart=True)
-            raise
+                raise errors.PluginCrashed(
+                    "service %r: the actor was killed: its handler ignored cancellation "
+                    "for %.3gs" % (self._name, self._grace), service=self._name)
 
     def status(self) -> Any:
         if self._actor is None:
@@ -244,6 +256,10 @@ class RayBackend:
     def service_factory(self, name: str, plugin: Any, factory: Optional[Callable[[], Any]],
                         grace: Optional[float]) -> Callable[[], Any]:
         """A factory of host-side proxies: one fresh actor per life of the service."""
+        # Start Ray here, on the thread adding the service (usually the main one):
+        # Ray ties the processes it spawns to the spawning thread, so a worker
+        # thread that starts it would take it down when its life ends.
+        self._ray()
         target, is_factory = (factory, True) if factory is not None else (plugin, False)
 
         def new_proxy() -> _ActorProxy:
