@@ -621,15 +621,12 @@ def _backend(args: argparse.Namespace) -> RayBackend | None:
 
 
 def _start_ray(backend: RayBackend, address: str) -> None:
-    """Start (or join) Ray on this thread, the main one, before any service starts.
-
-    Left to the backend, the first service's worker thread would start the local
-    instance, and Ray ties its head processes to the thread that spawned them
-    (PR_SET_PDEATHSIG on Linux): they would die as soon as that service stops.
-    """
+    """Start (or join) Ray now, on the main thread, before any plugin is added: Ray
+    that cannot start is a usage error on stderr, not a traceback out of the first
+    ``add_service``."""
     try:
         backend._ray()
-    except Exception as exc:  # a bad address, a cluster that is down...
+    except Exception as exc:  # a cluster that is down, a broken installation...
         where = f"at {address}" if address else "locally"
         raise _UsageError(f"cannot start Ray {where}: {type(exc).__name__}: {exc}") from None
 
@@ -642,11 +639,11 @@ def _open_host(args: argparse.Namespace, stderr: _Stream
     metrics: MetricsServer | None = None
     host = PluginHost(backend=_backend(args))
     try:
+        if host.backend is not None:
+            _start_ray(host.backend, args.ray)
         _add_plugins(host, args, config, stderr)
         if args.metrics_port is not None:
             metrics = _serve_metrics(host, args, stderr)
-        if host.backend is not None:
-            _start_ray(host.backend, args.ray)
         try:
             host.start_all()
         except errors.ServiceFailed as exc:  # the others run; its events are rejected

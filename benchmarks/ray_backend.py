@@ -1,0 +1,249 @@
+"""The Ray backend: dispatch throughput and round trip, beside bare Ray actor calls.
+
+Three variants run interleaved, each repetition in two timed phases on a no-op
+handler, every operation building its own ``IngressEvent``:
+
+* **throughput**: N events. Ours: ``submit(event, block=True)`` into a service with
+  ``ServiceConfig(queue_size=1024)`` (default timeouts), then wait for the last
+  future (the queue is FIFO and dispatch serial, so every earlier one is done).
+  Bare Ray: N ``actor.f.remote(event)`` calls, then ``ray.get`` of all of them;
+  bare Ray one at a time: ``ray.get(actor.f.remote(event))`` N times, the most a
+  dispatch that waits for each answer before the next (as ours does) could reach.
+* **round trip**: M operations one after another, each timed: ours
+  ``submit(event).result()``, bare Ray ``ray.get(actor.f.remote(event))``; the
+  phase reports round trips per second and p50/p99.
+
+Variants: **plugin_service on Ray** (``PluginHost(backend=RayBackend())``, one
+actor per service), **bare Ray actor** (a plain actor whose ``f`` returns None,
+``num_cpus=0`` like ours; pipelined, and one call at a time) and **plugin_service
+on threads** (``PluginHost()``).
+Creating hosts and actors, a few untimed warm-up calls and the completion checks
+stay outside the clock. The issue's target is ours-on-Ray at least 0.8x bare Ray.
+
+One local Ray instance (127.0.0.1, 2 CPUs, no dashboard) is started on the first
+Ray repetition and serves the whole run. Run alone with
+``python -m benchmarks.ray_backend [--quick] [--json FILE]``.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from time import perf_counter
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from plugin_service import (
+    Ingress,
+    IngressEvent,
+    PluginHost,
+    RayBackend,
+    ServiceConfig,
+    ServicePlugin,
+)
+
+from ._harness import (
+    EVENTS_PER_S,
+    P50_US,
+    P99_US,
+    Metric,
+    Options,
+    Ratio,
+    Sample,
+    Scenario,
+    Target,
+    Variant,
+    latency,
+    main,
+)
+
+__all__ = ["build", "run", "DEFAULT_EVENTS", "QUICK_EVENTS", "QUEUE_SIZE"]
+
+DEFAULT_EVENTS = 2_000  # throughput phase; the round-trip phase runs half as many
+QUICK_EVENTS = 500
+QUEUE_SIZE = 1024
+WARMUP_CALLS = 20
+WAIT_S = 120.0
+
+INGRESS = "bench"
+_SOURCE = "benchmarks.ray_backend"
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+ROUNDTRIPS_PER_S = Metric("roundtrips_per_s", "round trips/s", higher_is_better=True,
+                          unit="round trips/s")
+
+
+class BenchmarkError(RuntimeError):
+    """A variant did not do the work it was timed for."""
+
+
+class NoOp(ServicePlugin):
+    """A service whose handler does nothing (importable by Ray workers)."""
+
+    ingresses = [Ingress(INGRESS)]
+
+    def handle_ingress(self, event: IngressEvent, ctx: Any) -> None:
+        return None
+
+
+class NoOpActor:
+    """The bare baseline: a Ray actor whose method does nothing."""
+
+    def f(self, event: Any) -> None:
+        return None
+
+
+# ------------------------------------------------------------------- Ray
+_ray_module: Any = None
+
+
+def _ray() -> Any:
+    """The ``ray`` module, with one local loopback instance started on first use."""
+    global _ray_module
+    if _ray_module is None:
+        # Read at import: a local instance then listens on 127.0.0.1 only.
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR,
+                     runtime_env={"env_vars": {"PYTHONPATH": _REPO}})
+        _ray_module = ray
+    return _ray_module
+
+
+# ---------------------------------------------------------------- phases
+def _submit_all(submit: Callable[..., Any], n: int) -> float:
+    """Submit n events (block=True) and wait for the last; the seconds it took."""
+    event = IngressEvent
+    future: Any = None
+    started = perf_counter()
+    for i in range(n):
+        future = submit(event(INGRESS, _SOURCE, i), block=True)
+    future.result(timeout=WAIT_S)
+    return perf_counter() - started
+
+
+def _round_trips(call: Callable[[IngressEvent], Any], m: int) -> Dict[str, float]:
+    """m sequential round trips, each timed: rate, p50 and p99."""
+    event = IngressEvent
+    clock = perf_counter
+    times: List[float] = []
+    record = times.append
+    started = clock()
+    for i in range(m):
+        began = clock()
+        call(event(INGRESS, _SOURCE, i))
+        record(clock() - began)
+    total = clock() - started
+    sample = dict(latency(times))
+    sample[ROUNDTRIPS_PER_S.key] = m / total
+    return sample
+
+
+def _ours(backend: Optional[Callable[[], Any]], n: int, m: int) -> Sample:
+    host = PluginHost(backend=None if backend is None else backend())
+    try:
+        handle = host.add_service("bench-ray", NoOp, ServiceConfig(queue_size=QUEUE_SIZE))
+        handle.start(timeout=WAIT_S)
+        for i in range(WARMUP_CALLS):
+            handle.submit(IngressEvent(INGRESS, _SOURCE, i)).result(timeout=WAIT_S)
+        seconds = _submit_all(handle.submit, n)
+
+        def call(event: IngressEvent) -> Any:
+            return handle.submit(event).result(timeout=WAIT_S)
+
+        sample = _round_trips(call, m)
+        handled = handle.status().counters.succeeded
+        if handled != WARMUP_CALLS + n + m:
+            raise BenchmarkError("ours: %d of %d events handled"
+                                 % (handled, WARMUP_CALLS + n + m))
+    finally:
+        host.close(timeout=WAIT_S)
+    sample[EVENTS_PER_S.key] = n / seconds
+    return sample
+
+
+def _bare_ray(pipelined: bool, n: int, m: int) -> Sample:
+    ray = _ray()
+    actor = ray.remote(NoOpActor).options(num_cpus=0).remote()
+    try:
+        f = actor.f
+        get = ray.get
+        get([f.remote(i) for i in range(WARMUP_CALLS)], timeout=WAIT_S)
+        event = IngressEvent
+        started = perf_counter()
+        if pipelined:
+            get([f.remote(event(INGRESS, _SOURCE, i)) for i in range(n)], timeout=WAIT_S)
+        else:
+            for i in range(n):
+                get(f.remote(event(INGRESS, _SOURCE, i)))
+        seconds = perf_counter() - started
+
+        def call(event: IngressEvent) -> Any:
+            return get(f.remote(event))
+
+        sample = _round_trips(call, m)
+    finally:
+        ray.kill(actor)
+    sample[EVENTS_PER_S.key] = n / seconds
+    return sample
+
+
+def _ray_backend() -> RayBackend:
+    _ray()  # the run's instance, started on the main thread
+    return RayBackend()
+
+
+# ---------------------------------------------------------------- scenario
+def build(options: Options) -> Scenario:
+    """The Ray backend scenario for ``options`` (event count, quick)."""
+    n = options.events or (QUICK_EVENTS if options.quick else DEFAULT_EVENTS)
+    m = max(1, n // 2)
+    variants = (
+        Variant("ray_ours", "plugin_service on Ray",
+                functools.partial(_ours, _ray_backend, n, m), ours=True),
+        Variant("ray_bare", "bare Ray actor", functools.partial(_bare_ray, True, n, m)),
+        Variant("ray_bare_serial", "bare Ray actor, one call at a time",
+                functools.partial(_bare_ray, False, n, m)),
+        Variant("thread_ours", "plugin_service on threads",
+                functools.partial(_ours, None, n, m), ours=True),
+    )
+    ratios = (
+        Ratio("ours on Ray / bare Ray", "ray_ours", "ray_bare", EVENTS_PER_S.key,
+              Target(">=", 0.8)),
+        Ratio("ours on Ray / bare Ray", "ray_ours", "ray_bare", ROUNDTRIPS_PER_S.key,
+              Target(">=", 0.8)),
+        Ratio("ours on Ray / bare Ray", "ray_ours", "ray_bare", P50_US.key),
+        Ratio("ours on Ray / bare Ray one at a time", "ray_ours", "ray_bare_serial",
+              EVENTS_PER_S.key),
+        Ratio("ours on Ray / ours on threads", "ray_ours", "thread_ours",
+              ROUNDTRIPS_PER_S.key),
+    )
+    return Scenario(
+        name="ray_backend",
+        title="%s events submitted (block=True) then %s sequential round trips per "
+              "repetition, no-op handler" % (format(n, ","), format(m, ",")),
+        metrics=(EVENTS_PER_S, ROUNDTRIPS_PER_S, P50_US, P99_US),
+        variants=variants,
+        baseline="ray_bare",
+        ratios=ratios,
+        params={"events": n, "round_trips": m, "queue_size": QUEUE_SIZE,
+                "config": "ServiceConfig(queue_size=%d) (default timeouts)" % QUEUE_SIZE,
+                "ray": "local, 127.0.0.1, num_cpus=2, no dashboard"},
+        notes=(
+            "our dispatch is serial by contract: each event is one Ray round trip "
+            "(actor call + ray.get) before the next starts, while the bare baseline "
+            "pipelines N remote() calls; bare Ray one call at a time is the ceiling of "
+            "a dispatch that waits for each answer",
+        ),
+    )
+
+
+def run(argv: Optional[Sequence[str]] = None) -> int:
+    return main([build], argv, prog="python -m benchmarks.ray_backend")
+
+
+if __name__ == "__main__":
+    sys.exit(run())
