@@ -947,8 +947,9 @@ class ServiceHandle:
         if self._timed_out_current:
             self._timed_out_current = False
             pending = self._fail_pending
-            if pending is None and not ok and isinstance(value, errors.PluginCrashed):
-                # Its process is gone (killed past the grace): it cannot serve more.
+            if not ok and isinstance(value, errors.PluginCrashed):
+                # Its process is gone (killed past the grace): it cannot serve more,
+                # and like an expired grace on a thread, that is SERVICE_FAILED.
                 pending = self._note(_K.SERVICE_FAILED, _describe(value))
             if pending is not None:
                 post: _Post = []

@@ -17,6 +17,7 @@ again.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -160,10 +161,10 @@ def check_accounts(host: PluginHost) -> None:
         assert_invariants(handle.status())
 
 
-@pytest.fixture
-def host(backend: str, gates: Gates) -> Iterator[PluginHost]:
-    """A host on ``backend``; at teardown: gates opened, invariants checked, closed."""
-    plugin_host = PluginHost(backend=RayBackend() if backend == "ray" else None)
+@contextlib.contextmanager
+def checked_host(backend: Any, gates: Gates) -> Iterator[PluginHost]:
+    """A host on ``backend``; on exit: gates opened, invariants checked, closed."""
+    plugin_host = PluginHost(backend=backend)
     try:
         yield plugin_host
     finally:
@@ -173,6 +174,13 @@ def host(backend: str, gates: Gates) -> Iterator[PluginHost]:
         finally:
             plugin_host.close(timeout=HANG)
         check_accounts(plugin_host)
+
+
+@pytest.fixture
+def host(backend: str, gates: Gates) -> Iterator[PluginHost]:
+    """A host on ``backend`` (see :func:`checked_host`)."""
+    with checked_host(RayBackend() if backend == "ray" else None, gates) as plugin_host:
+        yield plugin_host
 
 
 Start = Callable[..., ServiceHandle]

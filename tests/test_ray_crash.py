@@ -30,7 +30,7 @@ from test_contract import (  # noqa: F401 - ray_session is a fixture
     TIMEOUT,
     Gates,
     RaySession,
-    check_accounts,
+    checked_host,
     failure_of,
     ray_session,
 )
@@ -62,16 +62,8 @@ def gates(ray_session: RaySession) -> Iterator[Gates]:
 
 @pytest.fixture
 def host(ray_session: RaySession, gates: Gates) -> Iterator[PluginHost]:
-    plugin_host = PluginHost(backend=RayBackend())
-    try:
+    with checked_host(RayBackend(), gates) as plugin_host:
         yield plugin_host
-    finally:
-        gates.open_all()
-        try:
-            check_accounts(plugin_host)
-        finally:
-            plugin_host.close(timeout=HANG)
-        check_accounts(plugin_host)
 
 
 def started(host: PluginHost, plugin: Any = Scripted, **config: Any) -> ServiceHandle:
