@@ -29,6 +29,14 @@ __all__ = ["RayBackend"]
 _monotonic = time.monotonic
 
 
+def _is_loopback(address: Optional[str]) -> bool:
+    """None (a local instance) or an address on this machine's loopback."""
+    if address is None:
+        return True
+    host = address.split("://")[-1].rsplit(":", 1)[0].strip("[]")
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
 def _import_ray(local: bool) -> Any:
     if local and "ray" not in sys.modules:
         # Ray reads this at import: off, a local instance registers and listens on
@@ -201,6 +209,7 @@ class _ActorProxy(ServicePlugin):
             self._call(actor.stop.remote())
         finally:
             self._backend._ray().kill(actor, no_restart=True)
+            self._backend._forget_actor(actor)
 
 
 class RayBackend:
@@ -223,6 +232,7 @@ class RayBackend:
         self._module: Any = None
         self._actor_class: Any = None
         self._started_ray = False
+        self._actors: Dict[int, Any] = {}  # every actor made, until killed
 
     def __repr__(self) -> str:
         return "RayBackend(address=%r, namespace=%r)" % (self.address, self.namespace)
@@ -233,7 +243,7 @@ class RayBackend:
             return module
         with self._lock:
             if self._module is None:
-                ray = _import_ray(local=self.address is None)
+                ray = _import_ray(local=_is_loopback(self.address))
                 if not ray.is_initialized():
                     options: Dict[str, Any] = {"namespace": self.namespace,
                                                "include_dashboard": False,
@@ -251,7 +261,14 @@ class RayBackend:
         self._ray()
         options = {"max_concurrency": 2, "num_cpus": 0}
         options.update(self.actor_options)
-        return self._actor_class.options(**options).remote(target, is_factory)
+        actor = self._actor_class.options(**options).remote(target, is_factory)
+        with self._lock:
+            self._actors[id(actor)] = actor
+        return actor
+
+    def _forget_actor(self, actor: Any) -> None:
+        with self._lock:
+            self._actors.pop(id(actor), None)
 
     def service_factory(self, name: str, plugin: Any, factory: Optional[Callable[[], Any]],
                         grace: Optional[float]) -> Callable[[], Any]:
@@ -273,7 +290,17 @@ class RayBackend:
         return _RemoteTool(self, fn)
 
     def close(self) -> None:
-        """Shut Ray down if this backend started it."""
+        """Kill every actor this backend made that is still alive (a FAILED
+        service's, say), then shut Ray down if this backend started it."""
+        with self._lock:
+            actors = list(self._actors.values())
+            self._actors.clear()
+        if self._module is not None:
+            for actor in actors:
+                try:
+                    self._module.kill(actor, no_restart=True)
+                except Exception:
+                    pass  # already gone
         with self._lock:
             if self._started_ray and self._module is not None:
                 self._module.shutdown()
