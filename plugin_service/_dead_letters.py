@@ -11,19 +11,17 @@ __all__ = ["DeadLetterBox"]
 
 
 class DeadLetterBox:
-    """Keeps the newest ``limit`` dead letters; older ones are counted, not kept."""
+    """Keeps the newest ``limit`` dead letters; older ones are let go."""
 
     def __init__(self, limit: int = 1000) -> None:
         if limit < 1:
             raise ValueError("dead_letter_limit must be >= 1")
         self._lock = threading.Lock()
         self._letters: "collections.deque[DeadLetter]" = collections.deque(maxlen=limit)
-        self.total = 0
 
     def add(self, letter: DeadLetter) -> None:
         with self._lock:
             self._letters.append(letter)
-            self.total += 1
 
     def snapshot(self) -> List[DeadLetter]:
         with self._lock:

@@ -84,9 +84,6 @@ class Watchdog:
                 self._timer_due.notify()
         return timer
 
-    def call_soon(self, callback: Callable[..., Any], *args: Any) -> Timer:
-        return self.schedule(_monotonic(), callback, *args)
-
     def _next_due(self) -> Optional[Timer]:
         with self._lock:
             heap = self._heap
