@@ -106,6 +106,11 @@ class DispatchFuture(GuardedFuture):
         queue (so it cannot be cancelled any more); nobody waits for RUNNING."""
         self._state = RUNNING
 
+    def _mark_pending(self) -> None:
+        """RUNNING -> PENDING: an event sent ahead to a remote plugin came back
+        unrun and is queued again (so ``cancel()`` can withdraw it again)."""
+        self._state = PENDING
+
     # -------------------------------------------------------------- reading
     def done(self) -> bool:
         return self._state in _DONE

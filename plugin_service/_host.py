@@ -96,7 +96,8 @@ class PluginHost:
             raise TypeError("config must be a ServiceConfig, got %r" % (config,))
         plugin, factory = _plugin_and_factory(plugin_or_factory)
         if self._backend is not None:
-            factory = self._backend.service_factory(name, plugin, factory, config.cancel_grace)
+            factory = self._backend.service_factory(name, plugin, factory, config,
+                                                    self._watchdog)
             plugin = None
         with self._lock:
             if self._closed:

@@ -14,15 +14,18 @@ Nothing of Ray is imported until a ``RayBackend`` is used.
 """
 from __future__ import annotations
 
+import collections
 import os
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import errors
+from ._config import ServiceConfig
 from ._context import DispatchContext, ToolContext
 from ._plugin import ServicePlugin
+from ._service import _RetryCutShort, _Undeliverable
 
 __all__ = ["RayBackend"]
 
@@ -53,18 +56,28 @@ def _import_ray(local: bool) -> Any:
 class _PluginActor:
     """Runs inside the actor process: builds the plugin and calls it.
 
-    The actor has two threads (``max_concurrency=2``) so that ``cancel`` and
-    ``status`` are answered while a handler runs; the host never sends a second
-    ``handle`` before the first returned, so plugin callbacks stay serial.
+    Plugin calls (``start``, ``handle``, ``stop``) share the actor's default
+    concurrency group of one thread, so Ray runs them one at a time in the order
+    the host sent them (``max_concurrency=1`` keeps Ray's in-order execution).
+    ``cancel`` and ``status`` have a group of their own, answered while a handler
+    runs. The host sends events ahead, each with its sequence number and batch;
+    when one ends unclean (it raised, was cancelled, or returned past its
+    deadline) its batch is closed: the rest of that batch is skipped, unrun, and
+    the host decides what comes next, as it would with one event at a time.
     """
 
-    def __init__(self, target: Any, is_factory: bool) -> None:
+    def __init__(self, target: Any, is_factory: bool, fail_after: Optional[int] = None,
+                 retry_on: Optional[Tuple[type, ...]] = None) -> None:
         self._target = target
         self._is_factory = is_factory
+        self._fail_after = fail_after
+        self._retry_on = retry_on
+        self._consecutive = 0  # failures in a row, as the host counts them
         self._plugin: Any = None
+        self._lock = threading.Lock()
+        self._closed = -1  # batches up to this one are closed: skip their events
         self._ctx: Optional[DispatchContext] = None
-        self._idle = threading.Event()
-        self._idle.set()
+        self._ctx_seq = -1
 
     def start(self) -> list:  # type: ignore[type-arg]
         plugin = self._target() if self._is_factory else self._target
@@ -72,24 +85,53 @@ class _PluginActor:
         self._plugin = plugin
         return list(getattr(plugin, "ingresses", ()))
 
-    def handle(self, event: Any, remaining: Optional[float]) -> Any:
-        deadline = None if remaining is None else _monotonic() + remaining
-        ctx = DispatchContext(event, deadline)
-        self._ctx = ctx
-        self._idle.clear()
-        try:
-            return self._plugin.handle_ingress(event, ctx)
-        finally:
-            self._ctx = None
-            self._idle.set()
+    def handle(self, call: Tuple[int, int, Any, Optional[float]]) -> Any:
+        """``(ran, value, clean)``, or the handler's exception.
 
-    def cancel(self) -> None:
-        ctx = self._ctx
+        A failure closes the batch only when the host may act on it before the
+        next event (a retry, or ``fail_after`` reached); a cancelled or late
+        handler always does (the host's deadline decides)."""
+        seq, batch, event, timeout = call
+        with self._lock:
+            if batch <= self._closed:
+                return _SKIPPED
+            deadline = None if timeout is None else _monotonic() + timeout
+            ctx = self._ctx = DispatchContext(event, deadline)
+            self._ctx_seq = seq
+        try:
+            value = self._plugin.handle_ingress(event, ctx)
+        except BaseException as exc:
+            self._consecutive += 1
+            fail_after, retry_on = self._fail_after, self._retry_on
+            if ctx.cancelled or (retry_on is not None and isinstance(exc, retry_on)) or (
+                    fail_after is not None and self._consecutive >= fail_after):
+                self._close(batch)
+            raise
+        finally:
+            with self._lock:
+                self._ctx = None
+        clean = not ctx.cancelled and (deadline is None or _monotonic() <= deadline)
+        if clean:
+            self._consecutive = 0
+        else:
+            self._consecutive += 1
+            self._close(batch)
+        return True, value, clean
+
+    def _close(self, batch: int) -> None:
+        with self._lock:
+            if batch > self._closed:
+                self._closed = batch
+
+    def cancel(self, seq: int, batch: int) -> None:
+        """Cancel event ``seq`` (``ctx.cancelled`` turns True if it runs) and skip
+        the rest of its batch; ``seq=-1`` only skips (a recall)."""
+        with self._lock:
+            if batch > self._closed:
+                self._closed = batch
+            ctx = self._ctx if self._ctx_seq == seq else None
         if ctx is not None:
             ctx._cancel()
-
-    def wait_idle(self, timeout: Optional[float]) -> bool:
-        return self._idle.wait(timeout)
 
     def status(self) -> Any:
         plugin = self._plugin
@@ -98,6 +140,10 @@ class _PluginActor:
     def stop(self) -> None:
         if self._plugin is not None:
             self._plugin.stop()
+
+
+_SKIPPED = (False, None, False)
+_CONTROL = "control"  # the concurrency group of cancel and status
 
 
 class _RemoteTool:
@@ -134,64 +180,157 @@ def _run_tool(fn: Callable[[Any, ToolContext], Any], request: Any,
 
 
 class _ActorProxy(ServicePlugin):
-    """On the host: one life of one service, backed by one fresh actor."""
+    """On the host: one life of one service, backed by one fresh actor.
+
+    The service's worker drives it through ``_send``/``_receive`` (see
+    ``ServiceHandle._pipeline_loop``); ``handle_ingress`` is one round trip, used
+    for a retry. Everything sent and not yet answered is in ``_sent``, oldest
+    first, all of one batch; a closed batch (a cancel, a recall, an unclean
+    answer) makes the next send open a new one.
+    """
 
     def __init__(self, backend: "RayBackend", name: str, target: Any, is_factory: bool,
-                 grace: Optional[float]) -> None:
+                 config: ServiceConfig, watchdog: Any = None) -> None:
         self._backend = backend
         self._name = name
         self._target = target
         self._is_factory = is_factory
-        self._grace = grace
+        self._config = config
+        self._grace = config.cancel_grace
+        pipeline = backend.pipeline
+        self._pipeline = config.queue_size if pipeline is None else pipeline
+        self._watchdog = watchdog
         self._actor: Any = None
         self.ingresses: Any = ()
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._batch = 0  # the batch of what is in ``_sent``, or of the next send
+        self._closed = -1  # the newest batch known closed
+        self._sent: "collections.deque[List[Any]]" = collections.deque()
+        self._killed: Optional[str] = None
+        self._solo = -1  # the seq a single round trip (a retry) waits for
 
-    def _call(self, ref: Any) -> Any:
+    def _crashed(self, exc: BaseException) -> errors.PluginCrashed:
+        why = self._killed or "the actor process of service %r died: %s" % (self._name, exc)
+        return errors.PluginCrashed(why, service=self._name)
+
+    def _get(self, ref: Any) -> Any:
         ray = self._backend._ray()
         try:
             return ray.get(ref)
         except ray.exceptions.RayTaskError as exc:
             raise _cause(exc) from None
         except ray.exceptions.RayActorError as exc:
-            raise errors.PluginCrashed(
-                "the actor process of service %r died: %s" % (self._name, exc),
-                service=self._name) from exc
+            raise self._crashed(exc) from exc
 
     def start(self) -> None:
-        self._actor = self._backend._new_actor(self._name, self._target, self._is_factory)
-        self.ingresses = tuple(self._call(self._actor.start.remote()))
+        config = self._config
+        retry = config.retry
+        self._actor = self._backend._new_actor(
+            self._name, self._target, self._is_factory, config.fail_after,
+            None if retry is None else retry.retry_on)
+        self.ingresses = tuple(self._get(self._actor.start.remote()))
+
+    # -------------------------------------------------- the pipelined dispatch
+    def _send(self, future: Any, ctx: DispatchContext, timeout: Optional[float]) -> None:
+        """Hand one event to the actor; its answer comes from ``_receive``."""
+        with self._lock:
+            if not self._sent and self._batch <= self._closed:
+                self._batch = self._closed + 1
+            seq, batch = self._seq, self._batch
+            entry: List[Any] = [None, seq, batch, None]  # ref, seq, batch, error
+            try:
+                entry[0] = self._actor.handle.remote((seq, batch, future.event, timeout))
+                self._seq = seq + 1
+            except Exception as exc:  # it cannot be pickled, say: never sent
+                entry[3] = _undeliverable(exc)
+            self._sent.append(entry)
+        if entry[3] is None:
+            ctx._forward_cancel(lambda: self._cancel(seq, batch))
+
+    def _may_send(self) -> bool:
+        """False while what was sent belongs to a closed batch (it comes back unrun)."""
+        return self._batch > self._closed
+
+    def _receive(self) -> Any:
+        """The oldest answer: ``(ran, value, clean)``, or raise what the handler did."""
+        ref, _seq, batch, error = self._sent[0]
+        try:
+            if error is not None:
+                raise error
+            try:
+                answer = self._get(ref)
+            except BaseException:
+                self._close(batch)
+                raise
+            if not answer[2]:
+                self._close(batch)
+            return answer
+        finally:
+            with self._lock:
+                self._sent.popleft()
+
+    def _close(self, batch: int) -> None:
+        with self._lock:
+            if batch > self._closed:
+                self._closed = batch
+
+    def _cancel(self, seq: int, batch: int) -> None:
+        """The host cancelled event ``seq`` (deadline, stop): tell the actor, so its
+        ``ctx.cancelled`` turns True and the rest of its batch is skipped; past the
+        grace, kill the actor (a thread could never be)."""
+        self._close(batch)
+        actor = self._actor
+        if actor is None:
+            return
+        actor.cancel.remote(seq, batch)
+        if self._grace is not None and self._watchdog is not None and seq >= 0:
+            self._watchdog.schedule(_monotonic() + self._grace, self._kill_if_stuck,
+                                    actor, seq)
+
+    def _recall(self, _unused: Any = None) -> None:
+        """Skip everything sent and not begun (the service failed, or stops
+        without drain)."""
+        with self._lock:
+            if not self._sent:
+                return
+            batch = self._batch
+        self._cancel(-1, batch)
+
+    def _kill_if_stuck(self, actor: Any, seq: int) -> None:
+        with self._lock:
+            stuck = actor is self._actor and (
+                self._solo == seq or (bool(self._sent) and self._sent[0][1] == seq))
+            if stuck:
+                self._killed = ("service %r: the actor was killed: its handler ignored "
+                                "cancellation for %.3gs" % (self._name, self._grace or 0.0))
+        if stuck:
+            self._backend._ray().kill(actor, no_restart=True)
 
     def handle_ingress(self, event: Any, ctx: DispatchContext) -> Any:
-        ray = self._backend._ray()
-        actor = self._actor
-        ref = actor.handle.remote(event, ctx.remaining())
-        cancelled_at: list = []  # type: ignore[type-arg]
-
-        def cancel() -> None:
-            # Tell the actor (ctx.cancelled turns True there) without ray.cancel:
-            # a handler cancelled by stop still returns its value.
-            cancelled_at.append(_monotonic())
-            actor.cancel.remote()
-
-        ctx._forward_cancel(cancel)
-        if self._grace is None:
-            return self._call(ref)
-        # Serial dispatch: wait for the handler to return. Once cancelled, it has
-        # the grace; past it the actor is killed, which a thread could never be.
-        while True:
-            wait = None if not cancelled_at else max(
-                0.0, cancelled_at[0] + self._grace - _monotonic())
-            if wait is None and ctx.deadline is not None:
-                # Until the deadline; the watchdog's cancel lands just after it.
-                wait = max(0.01, ctx.deadline - _monotonic())
-            ready, _ = ray.wait([ref], timeout=wait)
-            if ready:
-                return self._call(ref)
-            if cancelled_at and _monotonic() >= cancelled_at[0] + self._grace:
-                ray.kill(actor, no_restart=True)
-                raise errors.PluginCrashed(
-                    "service %r: the actor was killed: its handler ignored cancellation "
-                    "for %.3gs" % (self._name, self._grace), service=self._name)
+        """One event, one round trip, in a batch of its own (a retry's attempt)."""
+        with self._lock:
+            self._batch = max(self._batch, self._closed) + 1
+            seq, batch = self._seq, self._batch
+            try:
+                ref = self._actor.handle.remote((seq, batch, event, ctx.remaining()))
+            except Exception as exc:
+                raise _undeliverable(exc) from None
+            self._seq = seq + 1
+            self._solo = seq
+        ctx._forward_cancel(lambda: self._cancel(seq, batch))
+        try:
+            ran, value, clean = self._get(ref)
+        except BaseException:
+            self._close(batch)
+            raise
+        finally:
+            self._solo = -1
+        if not clean:
+            self._close(batch)
+        if not ran:
+            raise _RetryCutShort()  # skipped: a stop or cancel got there first
+        return value
 
     def status(self) -> Any:
         if self._actor is None:
@@ -206,10 +345,16 @@ class _ActorProxy(ServicePlugin):
         if actor is None:
             return
         try:
-            self._call(actor.stop.remote())
+            self._get(actor.stop.remote())
         finally:
             self._backend._ray().kill(actor, no_restart=True)
             self._backend._forget_actor(actor)
+
+
+def _undeliverable(exc: BaseException) -> _Undeliverable:
+    error = _Undeliverable(str(exc))
+    error.__cause__ = exc
+    return error
 
 
 class RayBackend:
@@ -219,11 +364,22 @@ class RayBackend:
     address joins an existing cluster. ``actor_options`` go to
     ``ActorClass.options()`` (``num_cpus``, ``memory``...). Plugins (instances or
     factories), events and results must be picklable.
+
+    ``pipeline`` is how many events of one service are handed to its actor at
+    once; by default the service's ``queue_size`` (Ray's ``max_pending_calls``):
+    the actor still runs them one at a time and in order, but a round trip no
+    longer waits for the one before. An event handed over cannot be withdrawn
+    with ``cancel()`` any more; ``pipeline=1`` sends one event at a time.
     """
 
     def __init__(self, address: Optional[str] = None, namespace: str = "plugin_service",
                  actor_options: Optional[Dict[str, Any]] = None,
-                 init_options: Optional[Dict[str, Any]] = None) -> None:
+                 init_options: Optional[Dict[str, Any]] = None,
+                 pipeline: Optional[int] = None) -> None:
+        if pipeline is not None and (isinstance(pipeline, bool)
+                                     or not isinstance(pipeline, int) or pipeline < 1):
+            raise ValueError("pipeline must be a positive int, got %r" % (pipeline,))
+        self.pipeline = pipeline
         self.address = address
         self.namespace = namespace
         self.actor_options = dict(actor_options or {})
@@ -235,7 +391,8 @@ class RayBackend:
         self._actors: Dict[int, Any] = {}  # every actor made, until killed
 
     def __repr__(self) -> str:
-        return "RayBackend(address=%r, namespace=%r)" % (self.address, self.namespace)
+        return "RayBackend(address=%r, namespace=%r, pipeline=%r)" % (
+            self.address, self.namespace, self.pipeline)
 
     def _ray(self) -> Any:
         module = self._module
@@ -253,15 +410,25 @@ class RayBackend:
                     options.update(self.init_options)
                     ray.init(**options)
                     self._started_ray = True
-                self._actor_class = ray.remote(_PluginActor)
+                control = {"concurrency_group": _CONTROL}
+                self._actor_class = ray.remote(concurrency_groups={_CONTROL: 2})(type(
+                    "_PluginActor", (_PluginActor,), {
+                        "cancel": ray.method(**control)(_PluginActor.cancel),
+                        "status": ray.method(**control)(_PluginActor.status),
+                    }))
                 self._module = ray
             return self._module
 
-    def _new_actor(self, name: str, target: Any, is_factory: bool) -> Any:
+    def _new_actor(self, name: str, target: Any, is_factory: bool,
+                   fail_after: Optional[int] = None,
+                   retry_on: Optional[Tuple[type, ...]] = None) -> Any:
         self._ray()
-        options = {"max_concurrency": 2, "num_cpus": 0}
+        options: Dict[str, Any] = {"num_cpus": 0}
         options.update(self.actor_options)
-        actor = self._actor_class.options(**options).remote(target, is_factory)
+        # One thread for plugin calls: Ray then runs them in the order sent.
+        options.update(max_concurrency=1, allow_out_of_order_execution=False)
+        actor = self._actor_class.options(**options).remote(target, is_factory, fail_after,
+                                                            retry_on)
         with self._lock:
             self._actors[id(actor)] = actor
         return actor
@@ -271,7 +438,7 @@ class RayBackend:
             self._actors.pop(id(actor), None)
 
     def service_factory(self, name: str, plugin: Any, factory: Optional[Callable[[], Any]],
-                        grace: Optional[float]) -> Callable[[], Any]:
+                        config: ServiceConfig, watchdog: Any = None) -> Callable[[], Any]:
         """A factory of host-side proxies: one fresh actor per life of the service."""
         # Start Ray here, on the thread adding the service (usually the main one):
         # Ray ties the processes it spawns to the spawning thread, so a worker
@@ -280,7 +447,7 @@ class RayBackend:
         target, is_factory = (factory, True) if factory is not None else (plugin, False)
 
         def new_proxy() -> _ActorProxy:
-            return _ActorProxy(self, name, target, is_factory, grace)
+            return _ActorProxy(self, name, target, is_factory, config, watchdog)
 
         return new_proxy
 

@@ -78,6 +78,11 @@ class _AttemptTimedOut(Exception):
     """An attempt was timed out by the watchdog; it is not retried."""
 
 
+class _Undeliverable(Exception):
+    """An event that could not be sent to a plugin in another process (it cannot
+    be pickled, say); its cause says why. The handler never saw it."""
+
+
 def _resolve(post: _Post) -> None:
     """Resolve futures after the lock is released.
 
@@ -118,6 +123,10 @@ class ServiceHandle:
         self._queue: "queue.Queue[DispatchFuture]" = queue.Queue(maxsize=config.queue_size)
         self._items: "collections.deque[DispatchFuture]" = self._queue.queue
         self._capacity = config.queue_size
+        # Room for the queue: the capacity less the events handed to a remote
+        # plugin ahead of their turn (``_ahead``), which still count against it.
+        self._room = config.queue_size
+        self._ahead = 0
         self._lock = self._queue.mutex
         self._not_empty = self._queue.not_empty
         self._not_full = self._queue.not_full
@@ -196,7 +205,7 @@ class ServiceHandle:
         return ServiceStatus(
             name=self.name,
             state=self._state,
-            queue_depth=len(self._items),
+            queue_depth=len(self._items) + self._ahead,
             queue_capacity=self._capacity,
             in_flight=in_flight,
             overdue=current is not None and self._timed_out_current,
@@ -305,6 +314,7 @@ class ServiceHandle:
             self._failure_life = self._life
         restart = self._restart_allowed()
         self._transition(_FAILED, diagnostic.kind.value)
+        self._recall_ahead(post)
         self._fail_pending = None
         if restart and self._config.restart is not None:
             backoff = self._config.restart.backoff
@@ -346,7 +356,7 @@ class ServiceHandle:
         future = DispatchFuture(event, self)
         items = self._items
         with self._lock:
-            if self._state is _RUNNING and len(items) < self._capacity:
+            if self._state is _RUNNING and len(items) < self._room:
                 items.append(future)
                 self._enqueued += 1
                 if self._worker_waiting:
@@ -367,7 +377,7 @@ class ServiceHandle:
                 if self._state is not _RUNNING:
                     error: errors.PluginServiceError = self._state_error()
                     break
-                if len(items) < self._capacity:
+                if len(items) < self._room:
                     items.append(future)
                     self._enqueued += 1
                     if self._worker_waiting:
@@ -605,6 +615,7 @@ class ServiceHandle:
                 self._drain = False
             if not self._drain:
                 self._drop_queued(errors.ServiceStopped, post)
+                self._recall_ahead(post)
             life = self._life
             bound = timeout if timeout is not None else self._config.stop_timeout
             if bound is not None:
@@ -655,6 +666,7 @@ class ServiceHandle:
                 return
             self._drain = False
             self._drop_queued(errors.ServiceStopped, post)
+            self._recall_ahead(post)
             phase = self._phase
             if phase is _IN_STOP or phase is _IN_START:
                 self._fail(self._note(_K.SERVICE_FAILED, "%s did not return within the "
@@ -837,6 +849,9 @@ class ServiceHandle:
             self._log.warning("stop() after a late start() raised {}", sanitize(_describe(exc)))
 
     def _dispatch_loop(self, life: int, plugin: Any) -> None:
+        if getattr(plugin, "_pipeline", 0):
+            self._pipeline_loop(life, plugin)
+            return
         handle = plugin.handle_ingress
         lock = self._lock
         items = self._items
@@ -882,6 +897,220 @@ class ServiceHandle:
                 if retry is not None and isinstance(exc, retry.retry_on) \
                         and not ctx.cancelled:
                     ok, value = self._retry(life, exc, handle, timeout)
+
+    def _pipeline_loop(self, life: int, plugin: Any) -> None:
+        """The dispatch loop for a plugin in another process (the Ray backend).
+
+        Up to ``plugin._pipeline`` events are handed to the plugin's process at
+        once, so one round trip overlaps the next; that process runs them one at a
+        time, in order. The oldest one sent is the event in flight: its deadline
+        starts when the one before it returned. Whenever the host may act on an
+        outcome before the next event runs (a retry, ``fail_after`` reached, a
+        cancelled or late handler, a recall by a failure or a stop without drain),
+        the remote side skips everything sent after it; those come back unrun and
+        go to the front of the queue, so the host decides before anything later
+        runs, as with one event at a time.
+
+        The plugin's side of it: ``_send(future, ctx, timeout)``, ``_receive()``
+        (the oldest reply: ``(ran, value, clean)`` or the handler's exception),
+        ``_may_send()`` (False while replies of a closed batch are outstanding)
+        and ``_recall()`` (skip what was sent: a stop without drain).
+        """
+        lock = self._lock
+        items = self._items
+        timeout = self._config.dispatch_timeout
+        retry = self._config.retry
+        window = max(1, int(plugin._pipeline))
+        sent: "collections.deque[Tuple[DispatchFuture, DispatchContext]]" = \
+            collections.deque()
+        skipped: List[DispatchFuture] = []  # came back unrun, in order
+        draining = False  # recalled: ``sent`` comes back unrun (or, raced, with outcomes)
+        while True:
+            sends: List[Tuple[DispatchFuture, DispatchContext]] = []
+            post: Optional[_Post] = None
+            with lock:
+                if self._life != life:
+                    break  # abandoned after a stuck handler; what was sent is taken back
+                state = self._state
+                dispatching = state is _RUNNING or (state is _STOPPING and self._drain)
+                if not sent:
+                    if not (items and dispatching):
+                        if state is not _RUNNING:
+                            return
+                        self._worker_waiting = True
+                        self._not_empty.wait()
+                        self._worker_waiting = False
+                        continue
+                    future, ctx = self._take(items, timeout)
+                    sent.append((future, ctx))
+                    sends.append((future, ctx))
+                if dispatching and not draining and plugin._may_send():
+                    while items and len(sent) < window:
+                        ahead = items.popleft()
+                        ahead._mark_running()
+                        self._ahead += 1
+                        self._room -= 1
+                        entry = (ahead, DispatchContext(ahead.event, None))
+                        sent.append(entry)
+                        sends.append(entry)
+            if sends:
+                head, head_ctx = sent[0]
+                if timeout is not None and sends[0][0] is head:
+                    self._start_deadline(head, head_ctx, timeout)
+                for future, ctx in sends:
+                    plugin._send(future, ctx, timeout)
+            head, head_ctx = sent[0]
+            ok = True
+            try:
+                ran, value, _clean = plugin._receive()
+            except _Undeliverable as exc:  # never reached the plugin's process
+                ran, value, ok = True, exc, False
+            except BaseException as exc:
+                ran, value, ok = True, exc, False
+                if not draining and retry is not None and isinstance(exc, retry.retry_on) \
+                        and not head_ctx.cancelled and not isinstance(
+                            exc, (errors.PluginCrashed, _Undeliverable)):
+                    ok, value = self._retry(life, exc, plugin.handle_ingress, timeout)
+            sent.popleft()
+            if draining and not ok and isinstance(value, errors.PluginCrashed):
+                ran = False  # recalled, then its process died: it never began
+            with lock:
+                if self._life != life:
+                    if draining and ran:
+                        post = self._settle_detached(head, ok, value)
+                    elif draining:
+                        skipped.append(head)
+                    # else: the one in flight, decided when its life was abandoned
+                    break
+                if draining:
+                    if ran:  # it began before the recall reached it: its outcome
+                        self._promote(head, head_ctx)
+                        post = self._settle(head, ok, value)
+                    else:
+                        skipped.append(head)
+                elif not ran and not self._timed_out_current:
+                    # Skipped before it began (a cancel or recall got there first).
+                    self._unpromote(head)
+                    skipped.append(head)
+                else:
+                    post = self._settle(head, ok, value if ran else None)
+                if not sent:
+                    draining = False
+                    if skipped:
+                        post = (post or []) + self._requeue(skipped)
+                        skipped = []
+                elif not draining:
+                    state = self._state
+                    if state is _RUNNING or (state is _STOPPING and self._drain):
+                        self._promote(*sent[0])
+                    else:  # recalled: they come back unrun, or with what they did
+                        draining = True
+            if post:
+                _resolve(post)
+        # Abandoned: what was sent after the one in flight comes back unrun (its
+        # batch was closed by the cancel that abandoned it, or its process killed).
+        post = []
+        if sent and not draining:  # the one in flight, decided when abandoned
+            sent.popleft()
+            try:
+                plugin._receive()
+            except BaseException:
+                pass
+        while sent:
+            future, _ctx = sent.popleft()
+            try:
+                ran, value, _clean = plugin._receive()
+                ok = True
+            except BaseException as exc:
+                ran, value, ok = False, exc, False
+            if ran:
+                with lock:
+                    post += self._settle_detached(future, ok, value)
+            else:
+                skipped.append(future)
+        with lock:
+            post += self._requeue(skipped)
+        _resolve(post)
+
+    def _promote(self, future: DispatchFuture, ctx: DispatchContext) -> None:
+        """An event sent ahead becomes the one in flight (lock held)."""
+        self._ahead -= 1
+        self._room += 1
+        self._dispatched += 1
+        self._current = future
+        self._current_event = future.event
+        self._current_ctx = ctx
+        self._timed_out_current = False
+        self._phase = _IN_DISPATCH
+        self._deadline = None
+        if self._producers_waiting and not self._room_signalled:
+            self._room_signalled = True
+            self._not_full.notify_all()
+        timeout = self._config.dispatch_timeout
+        if timeout is not None:
+            deadline = ctx.deadline = self._deadline = _monotonic() + timeout
+            self._arm(deadline)
+
+    def _unpromote(self, future: DispatchFuture) -> None:
+        """The event in flight came back unrun: it waits again (lock held)."""
+        self._dispatched -= 1
+        self._ahead += 1
+        self._room -= 1
+        self._current = None
+        self._current_ctx = None
+        self._deadline = None
+        self._phase = _IDLE
+
+    def _recall_ahead(self, post: _Post) -> None:
+        """Nothing sent ahead may run any more (a failure, a stop without drain):
+        ask the remote plugin to skip it (lock held; the call runs after it)."""
+        plugin = self._plugin
+        if self._ahead and plugin is not None:
+            recall = getattr(plugin, "_recall", None)
+            if recall is not None:
+                post.append((recall, None))
+
+    def _requeue(self, futures: List[DispatchFuture]) -> _Post:
+        """Events sent ahead came back unrun: to the front of the queue, pending
+        again, unless the state says they are dropped (lock held)."""
+        post: _Post = []
+        if not futures:
+            return post
+        items = self._items
+        for future in reversed(futures):
+            future._mark_pending()
+            items.appendleft(future)
+        self._ahead -= len(futures)
+        self._room += len(futures)
+        state = self._state
+        if state is _FAILED:
+            if self._restart_timer is None and not self._restart_when_idle:
+                self._drop_queued(errors.ServiceFailed, post)
+        elif state is _STOPPED or (state is _STOPPING and not self._drain):
+            self._drop_queued(errors.ServiceStopped, post)
+        elif self._worker_waiting:  # a newer life's worker
+            self._worker_waiting = False
+            self._not_empty.notify()
+        return post
+
+    def _settle_detached(self, future: DispatchFuture, ok: bool, value: Any) -> _Post:
+        """The outcome of an event that ran although it was never the one in flight
+        (it began just before its batch was closed, lock held)."""
+        self._ahead -= 1
+        self._room += 1
+        self._dispatched += 1
+        if ok:
+            self._succeeded += 1
+            return [(future.set_result, value)]
+        self._failed += 1
+        event = future.event
+        diagnostic = self._note(_K.DISPATCH_FAILED, "handler raised %s" % _describe(value),
+                                event.correlation_id)
+        self._dead_letter(event, diagnostic)
+        error = errors.DispatchFailed("service %r: handler raised %s" % (
+            self.name, sanitize(_describe(value))), service=self.name)
+        error.__cause__ = value
+        return [(future.set_exception, error)]
 
     def _take(self, items: "collections.deque[DispatchFuture]",
               timeout: Optional[float]) -> Tuple[DispatchFuture, DispatchContext]:
@@ -961,13 +1190,17 @@ class ServiceHandle:
             self._consecutive_failures = 0
             return [(future.set_result, value)]
         self._failed += 1
-        self._consecutive_failures += 1
         event = self._current_event
-        diagnostic = self._note(_K.DISPATCH_FAILED, "handler raised %s" % _describe(value),
-                                event.correlation_id)
+        if isinstance(value, _Undeliverable):  # the plugin never saw it: not its failure
+            value = value.__cause__ or value
+            why = "event could not be sent to the plugin: %s" % _describe(value)
+        else:
+            self._consecutive_failures += 1
+            why = "handler raised %s" % _describe(value)
+        diagnostic = self._note(_K.DISPATCH_FAILED, why, event.correlation_id)
         self._dead_letter(event, diagnostic)
-        error = errors.DispatchFailed("service %r: handler raised %s" % (
-            self.name, sanitize(_describe(value))), service=self.name)
+        error = errors.DispatchFailed("service %r: %s" % (self.name, sanitize(why)),
+                                      service=self.name)
         error.__cause__ = value
         post = [(future.set_exception, error)]
         fail_after = self._config.fail_after
@@ -1009,6 +1242,8 @@ class ServiceHandle:
                 ctx = self._current_ctx = DispatchContext(event, deadline)
             try:
                 result = handle(event, ctx)
+            except _RetryCutShort:
+                raise  # a remote attempt skipped by a stop: the last exception stands
             except BaseException as exc:
                 if self._timed_out_current:
                     raise _AttemptTimedOut() from exc
