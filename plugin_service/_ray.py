@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import os
+import signal
 import sys
 import threading
 import time
@@ -175,8 +176,29 @@ def _cause(exc: Any) -> BaseException:
 
 def _run_tool(fn: Callable[[Any, ToolContext], Any], request: Any,
               remaining: Optional[float]) -> Any:
-    deadline = None if remaining is None else _monotonic() + remaining
-    return fn(request, ToolContext(request, deadline))
+    """In the task's process: ``ctx.cancelled`` turns True at the deadline.
+
+    A timer cancels the context at the task's own deadline (a blocking
+    ``ctx.wait()`` wakes). The host also ``ray.cancel``s the task then, which
+    interrupts its main thread as if by SIGINT once it next runs Python code;
+    while the tool runs, that cancels the context instead of raising
+    ``KeyboardInterrupt`` wherever the tool happens to be.
+    """
+    if remaining is None:
+        return fn(request, ToolContext(request, None))
+    ctx = ToolContext(request, _monotonic() + remaining)
+    timer = threading.Timer(remaining, ctx._cancel)
+    timer.daemon = True
+    timer.start()
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: ctx._cancel()) \
+        if main else None
+    try:
+        return fn(request, ctx)
+    finally:
+        timer.cancel()
+        if main:
+            signal.signal(signal.SIGINT, previous)
 
 
 class _ActorProxy(ServicePlugin):

@@ -226,10 +226,6 @@ def test_remote_tool_past_its_timeout_is_tool_timeout(host: PluginHost) -> None:
     assert host.status().tools["slow"].counters.timed_out == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "backend bug: at a remote tool's deadline the host only calls ray.cancel(ref); the "
-    "task's own ToolContext is never cancelled, and the KeyboardInterrupt Ray raises in "
-    "the task waits for a blocking ctx.wait() to end"))
 def test_remote_tool_sees_ctx_cancelled_at_its_deadline(host: PluginHost, gates: Gates) -> None:
     # A timeout the task surely starts within, even when Ray must start a worker.
     host.add_tool("slow", tool_wait_then_arrive, remote=True, timeout=3 * TIMEOUT)

@@ -1,0 +1,224 @@
+"""The Ray backend's pipeline: events handed to the actor ahead of their turn.
+
+The worker sends up to ``RayBackend(pipeline=...)`` events (by default the queue
+size) before the first one returns; the actor runs them one at a time, in order.
+These tests pin down what that must not change: order, serial dispatch, retry
+before the next event, nothing run after a failure or a stop without drain, and
+exactly one recorded outcome per event (the ``host`` fixture checks the counters
+of every service before and after close).
+
+Events are held with gates, never with sleeps: while the event in flight waits
+at a gate, the events submitted behind it wait in the host's queue; when it
+returns, the worker hands all of them to the actor at once.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Iterator, List
+
+import pytest
+from _contract_plugins import HANG, Scripted, event
+from test_contract import (  # noqa: F401 - ray_session is a fixture
+    TIMEOUT,
+    Gates,
+    RaySession,
+    checked_host,
+    failure_of,
+    ray_session,
+)
+from test_ray_crash import exits_within
+
+from plugin_service import (
+    DiagnosticKind,
+    LifecycleState,
+    PluginHost,
+    RayBackend,
+    RetryPolicy,
+    ServiceConfig,
+    ServiceHandle,
+    errors,
+)
+
+RUNNING = LifecycleState.RUNNING
+STOPPED = LifecycleState.STOPPED
+FAILED = LifecycleState.FAILED
+
+
+@pytest.fixture
+def gates(ray_session: RaySession) -> Iterator[Gates]:
+    made = Gates(ray_session)
+    try:
+        yield made
+    finally:
+        made.open_all()
+
+
+@pytest.fixture
+def host(ray_session: RaySession, gates: Gates) -> Iterator[PluginHost]:
+    with checked_host(RayBackend(), gates) as plugin_host:
+        yield plugin_host
+
+
+def started(host: PluginHost, **config: Any) -> ServiceHandle:
+    handle = host.add_service("svc", Scripted, ServiceConfig(**config))
+    handle.start(timeout=HANG)
+    return handle
+
+
+def behind_a_gate(svc: ServiceHandle, gates: Gates, *payloads: Any) -> List[Any]:
+    """Submit ``payloads`` while a gated event is in flight, then open the gate:
+    the worker hands them to the actor together. Returns their futures."""
+    gate = gates.new()
+    held = svc.submit(event("gate", gate))
+    assert gate.entered()
+    futures = [svc.submit(event(*payload)) for payload in payloads]
+    gate.open()
+    assert held.result(HANG) == "released"
+    return futures
+
+
+def test_events_sent_ahead_run_one_at_a_time_in_submission_order(host: PluginHost,
+                                                                 gates: Gates) -> None:
+    svc = started(host, queue_size=64)
+    futures = behind_a_gate(svc, gates, *[("count",)] * 60)
+    # Scripted counts the events it handled: the gated one was the first.
+    assert [future.result(HANG) for future in futures] == list(range(2, 62))
+    status = svc.status()
+    assert (status.counters.dispatched, status.counters.succeeded) == (61, 61)
+
+
+def test_an_event_handed_to_the_actor_can_no_longer_be_withdrawn(host: PluginHost,
+                                                                 gates: Gates) -> None:
+    svc = started(host, dispatch_timeout=None)
+    blocker = gates.new()
+    first, *rest = behind_a_gate(svc, gates, ("block", blocker), ("echo", 1), ("echo", 2))
+    assert blocker.entered()  # taken together with the two behind it
+    assert not rest[-1].cancel()  # already in the actor's hands
+    assert not rest[-1].cancelled()
+    pending = svc.submit(event("echo", 3))  # still in the host's queue
+    assert pending.cancel()
+    svc.stop(timeout=TIMEOUT)  # at the bound: the blocker cancelled, the rest dropped
+    assert first.result(HANG) == "woke"
+    for future in rest:  # recalled from the actor unrun, as from the host's queue
+        assert isinstance(failure_of(future), errors.ServiceStopped)
+
+
+def test_a_failure_that_fails_the_service_runs_nothing_sent_after_it(host: PluginHost,
+                                                                       gates: Gates) -> None:
+    svc = started(host)  # fail_after=1
+    failing, *after = behind_a_gate(svc, gates, ("raise", "boom"), ("count",), ("count",))
+    assert isinstance(failure_of(failing), errors.DispatchFailed)
+    for future in after:  # a result would mean the actor ran it
+        assert isinstance(failure_of(future), errors.ServiceFailed)
+    status = svc.status()
+    assert status.state is FAILED
+    assert (status.counters.failed, status.counters.dropped) == (1, 2)
+    assert status.queue_depth == 0
+    kinds = [letter.diagnostic.kind for letter in host.dead_letters()]
+    assert kinds == [DiagnosticKind.DISPATCH_FAILED] + [DiagnosticKind.SERVICE_FAILED] * 2
+
+
+def test_without_fail_after_a_failure_does_not_hold_up_the_events_behind_it(
+        host: PluginHost, gates: Gates) -> None:
+    svc = started(host, fail_after=None)
+    futures = behind_a_gate(svc, gates, ("raise", "boom"), ("count",), ("raise", "b"),
+                            ("count",))
+    assert isinstance(failure_of(futures[0]), errors.DispatchFailed)
+    assert futures[1].result(HANG) == 3
+    assert isinstance(failure_of(futures[2]), errors.DispatchFailed)
+    assert futures[3].result(HANG) == 5
+    assert svc.status().counters.failed == 2
+
+
+def test_a_retry_runs_before_the_events_sent_after_it(host: PluginHost,
+                                                      gates: Gates) -> None:
+    svc = started(host, retry=RetryPolicy(max_attempts=3, backoff=0.0))
+    retried, after = behind_a_gate(svc, gates, ("fail_before", 2), ("count",))
+    assert retried.result(HANG) == 2  # its second attempt succeeded
+    # gate (1), the failed attempt (2), the retry (3), then this one.
+    assert after.result(HANG) == 4
+    assert svc.status().counters.retried == 1
+
+
+def test_a_timed_out_event_sends_the_ones_behind_it_again_in_order(host: PluginHost,
+                                                                   gates: Gates) -> None:
+    svc = started(host, dispatch_timeout=TIMEOUT, fail_after=None)
+    blocker = gates.new()
+    late, *after = behind_a_gate(svc, gates, ("block", blocker), ("count",), ("count",))
+    assert isinstance(failure_of(late), errors.DispatchTimeout)
+    # Skipped when the timeout closed their batch, then handed over again.
+    assert [future.result(HANG) for future in after] == [3, 4]
+    report = svc.submit(event("report")).result(HANG)
+    assert report == [False, True]  # the gate, then the blocker saw ctx.cancelled
+
+
+def test_stop_without_drain_recalls_what_was_sent_ahead(host: PluginHost,
+                                                        gates: Gates) -> None:
+    svc = started(host, dispatch_timeout=None)
+    blocker = gates.new()
+    running, *ahead = behind_a_gate(svc, gates, ("block", blocker), ("echo", 1), ("echo", 2))
+    assert blocker.entered()
+    assert svc.status().queue_depth == 2  # in the actor, still counted as queued
+    done = threading.Event()
+    stopping = threading.Thread(target=lambda: (svc.stop(drain=False, timeout=TIMEOUT),
+                                                done.set()))
+    stopping.start()
+    for future in ahead:
+        assert isinstance(failure_of(future), errors.ServiceStopped)
+    assert running.result(HANG) == "woke"  # cancelled at the stop bound, returned
+    stopping.join(HANG)
+    assert done.is_set() and svc.state is STOPPED
+    assert svc.status().counters.dropped == 2
+
+
+def test_pipeline_one_sends_one_event_at_a_time(ray_session: RaySession,
+                                                gates: Gates) -> None:
+    with checked_host(RayBackend(pipeline=1), gates) as plugin_host:
+        svc = started(plugin_host)
+        blocker = gates.new()
+        first, second = behind_a_gate(svc, gates, ("block", blocker), ("echo", 2))
+        assert blocker.entered()
+        assert second.cancel()  # never handed over while the first runs
+        svc.stop(timeout=TIMEOUT)
+        assert first.result(HANG) == "woke"
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "4"])
+def test_pipeline_must_be_a_positive_int(bad: Any) -> None:
+    with pytest.raises(ValueError, match="pipeline"):
+        RayBackend(pipeline=bad)
+
+
+def test_an_unpicklable_event_does_not_count_toward_fail_after(host: PluginHost) -> None:
+    svc = started(host)  # fail_after=1: a handler failure would fail the service
+    error = failure_of(svc.submit(event("echo", threading.Lock())))
+    assert isinstance(error, errors.DispatchFailed)
+    assert "could not be sent" in str(error)
+    assert svc.state is RUNNING
+    assert svc.submit(event("count")).result(HANG) == 1
+
+
+def test_stuck_handler_without_a_deadline_is_killed_after_the_stop_grace(
+        host: PluginHost, gates: Gates) -> None:
+    svc = started(host, dispatch_timeout=None, cancel_grace=TIMEOUT)
+    pid = svc.submit(event("pid")).result(HANG)
+    stuck = gates.new()  # "gate" ignores cancellation; nobody opens this one
+    future = svc.submit(event("gate", stuck))
+    assert stuck.entered()
+    with pytest.raises(errors.ServiceFailed):
+        svc.stop(timeout=TIMEOUT)
+    assert isinstance(failure_of(future), errors.DispatchTimeout)
+    assert exits_within(pid, HANG)  # killed, although its gate never opened
+
+
+def test_close_kills_the_actor_of_a_failed_service(ray_session: RaySession,
+                                                   gates: Gates) -> None:
+    with checked_host(RayBackend(), gates) as plugin_host:
+        svc = started(plugin_host)
+        pid = svc.submit(event("pid")).result(HANG)
+        assert pid != os.getpid()
+        failure_of(svc.submit(event("raise", "boom")))
+        assert svc.state is FAILED
+        assert not exits_within(pid, 0)  # FAILED calls no stop(): still alive
+    assert exits_within(pid, HANG)
