@@ -20,7 +20,8 @@ Scenarios (one module each, in the table's order): ``dispatch`` (1, throughput f
 one producer), ``roundtrip`` (2, submit + result latency), ``timeouts`` (3, how late
 timeouts arrive), ``tools`` (4, tool call overhead), ``isolation`` (5, services vs
 tools under saturation), ``scale`` (6, 1,000 idle services), ``fanin`` (7, 8
-producers into 1 and 100 services). ``_harness`` holds variants, rounds,
+producers into 1 and 100 services), ``ray_backend`` (8, the Ray backend against
+bare Ray actor calls; only with the ``ray`` extra). ``_harness`` holds variants, rounds,
 statistics, targets, the table, JSON and the command line; ``_common`` the run's
 error, bounded waits and running one scenario alone; ``_workloads`` the plugin and
 tool doubles, host set-up, the design floor's consumer loops and the pykka actors;

@@ -1,9 +1,10 @@
 """``python -m benchmarks [--quick] [--only NAME[,NAME]] [--json FILE] [--plot FILE.png]``:
 run every scenario (or the ones named), print one table."""
+import importlib.util
 import sys
 from typing import List
 
-from . import dispatch, fanin, isolation, roundtrip, scale, timeouts, tools
+from . import dispatch, fanin, isolation, ray_backend, roundtrip, scale, timeouts, tools
 from ._harness import Builder, main
 
 #: Every scenario's builder, in the order the table lists them (the issue's order).
@@ -17,5 +18,12 @@ SCENARIOS: List[Builder] = [
     fanin.build,
 ]
 
+#: The Ray backend (8) runs when the ``ray`` extra is installed.
+RAY_MISSING = "ray is not importable: the ray_backend scenario is skipped (pip install '.[ray]')"
+if importlib.util.find_spec("ray") is not None:
+    SCENARIOS.append(ray_backend.build)
+
 if __name__ == "__main__":
+    if ray_backend.build not in SCENARIOS:
+        print(RAY_MISSING, file=sys.stderr)
     sys.exit(main(SCENARIOS))

@@ -5,10 +5,12 @@ handler, every operation building its own ``IngressEvent``:
 
 * **throughput**: N events. Ours: ``submit(event, block=True)`` into a service with
   ``ServiceConfig(queue_size=1024)`` (default timeouts), then wait for the last
-  future (the queue is FIFO and dispatch serial, so every earlier one is done).
-  Bare Ray: N ``actor.f.remote(event)`` calls, then ``ray.get`` of all of them;
-  bare Ray one at a time: ``ray.get(actor.f.remote(event))`` N times, the most a
-  dispatch that waits for each answer before the next (as ours does) could reach.
+  future (the queue is FIFO and dispatch serial, so every earlier one is done);
+  the worker hands up to ``queue_size`` events to the actor ahead of their turn
+  (``RayBackend()``'s default pipeline). Bare Ray: N ``actor.f.remote(event)``
+  calls, then ``ray.get`` of all of them; bare Ray one at a time:
+  ``ray.get(actor.f.remote(event))`` N times, the most a dispatch that waits for
+  each answer before sending the next could reach.
 * **round trip**: M operations one after another, each timed: ours
   ``submit(event).result()``, bare Ray ``ray.get(actor.f.remote(event))``; the
   phase reports round trips per second and p50/p99.
@@ -21,7 +23,8 @@ Creating hosts and actors, a few untimed warm-up calls and the completion checks
 stay outside the clock. The issue's target is ours-on-Ray at least 0.8x bare Ray.
 
 One local Ray instance (127.0.0.1, 2 CPUs, no dashboard) is started on the first
-Ray repetition and serves the whole run. Run alone with
+Ray repetition and serves the whole run. ``python -m benchmarks`` runs it last
+when the ``ray`` extra is installed; alone:
 ``python -m benchmarks.ray_backend [--quick] [--json FILE]``.
 """
 from __future__ import annotations
@@ -33,14 +36,7 @@ import sys
 from time import perf_counter
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from plugin_service import (
-    Ingress,
-    IngressEvent,
-    PluginHost,
-    RayBackend,
-    ServiceConfig,
-    ServicePlugin,
-)
+from plugin_service import IngressEvent, PluginHost, RayBackend, ServiceConfig
 
 from ._harness import (
     EVENTS_PER_S,
@@ -56,6 +52,7 @@ from ._harness import (
     latency,
     main,
 )
+from ._workloads import INGRESS, NoOpService, start_services
 
 __all__ = ["build", "run", "DEFAULT_EVENTS", "QUICK_EVENTS", "QUEUE_SIZE"]
 
@@ -65,7 +62,6 @@ QUEUE_SIZE = 1024
 WARMUP_CALLS = 20
 WAIT_S = 120.0
 
-INGRESS = "bench"
 _SOURCE = "benchmarks.ray_backend"
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,15 +71,6 @@ ROUNDTRIPS_PER_S = Metric("roundtrips_per_s", "round trips/s", higher_is_better=
 
 class BenchmarkError(RuntimeError):
     """A variant did not do the work it was timed for."""
-
-
-class NoOp(ServicePlugin):
-    """A service whose handler does nothing (importable by Ray workers)."""
-
-    ingresses = [Ingress(INGRESS)]
-
-    def handle_ingress(self, event: IngressEvent, ctx: Any) -> None:
-        return None
 
 
 class NoOpActor:
@@ -145,8 +132,8 @@ def _round_trips(call: Callable[[IngressEvent], Any], m: int) -> Dict[str, float
 def _ours(backend: Optional[Callable[[], Any]], n: int, m: int) -> Sample:
     host = PluginHost(backend=None if backend is None else backend())
     try:
-        handle = host.add_service("bench-ray", NoOp, ServiceConfig(queue_size=QUEUE_SIZE))
-        handle.start(timeout=WAIT_S)
+        handle, = start_services(host, ["bench-ray"], NoOpService,
+                                 ServiceConfig(queue_size=QUEUE_SIZE))
         for i in range(WARMUP_CALLS):
             handle.submit(IngressEvent(INGRESS, _SOURCE, i)).result(timeout=WAIT_S)
         seconds = _submit_all(handle.submit, n)
@@ -233,10 +220,10 @@ def build(options: Options) -> Scenario:
                 "config": "ServiceConfig(queue_size=%d) (default timeouts)" % QUEUE_SIZE,
                 "ray": "local, 127.0.0.1, num_cpus=2, no dashboard"},
         notes=(
-            "our dispatch is serial by contract: each event is one Ray round trip "
-            "(actor call + ray.get) before the next starts, while the bare baseline "
-            "pipelines N remote() calls; bare Ray one call at a time is the ceiling of "
-            "a dispatch that waits for each answer",
+            "ours on Ray hands up to queue_size events to the actor ahead of their "
+            "turn (RayBackend(pipeline=None)), which runs them one at a time in order; "
+            "the bare baseline pipelines all N remote() calls, then one ray.get; bare "
+            "Ray one call at a time is what a dispatch waiting for each answer reaches",
         ),
     )
 
