@@ -447,7 +447,9 @@ class RayBackend:
         self._ray()
         options: Dict[str, Any] = {"num_cpus": 0}
         options.update(self.actor_options)
-        # One thread for plugin calls: Ray then runs them in the order sent.
+        # One thread for plugin calls: Ray then runs them in the order sent; the
+        # class's own concurrency group answers cancel and status meanwhile.
+        options.pop("concurrency_groups", None)
         options.update(max_concurrency=1, allow_out_of_order_execution=False)
         actor = self._actor_class.options(**options).remote(target, is_factory, fail_after,
                                                             retry_on)
