@@ -257,9 +257,13 @@ class _ActorProxy(ServicePlugin):
     def _send(self, future: Any, ctx: DispatchContext, timeout: Optional[float]) -> None:
         """Hand one event to the actor; its answer comes from ``_receive``."""
         with self._lock:
-            if not self._sent and self._batch <= self._closed:
-                self._batch = self._closed + 1
-            seq, batch = self._seq, self._batch
+            if self._sent:  # join what is outstanding (the loop checked it is open)
+                batch = self._sent[-1][2]
+            else:
+                if self._batch <= self._closed:
+                    self._batch = self._closed + 1
+                batch = self._batch
+            seq = self._seq
             entry: List[Any] = [None, seq, batch, None]  # ref, seq, batch, error
             try:
                 entry[0] = self._actor.handle.remote((seq, batch, future.event, timeout))
@@ -271,8 +275,10 @@ class _ActorProxy(ServicePlugin):
             ctx._forward_cancel(lambda: self._cancel(seq, batch))
 
     def _may_send(self) -> bool:
-        """False while what was sent belongs to a closed batch (it comes back unrun)."""
-        return self._batch > self._closed
+        """False while anything outstanding belongs to a closed batch: it comes back
+        unrun and goes first, so nothing newer may be sent before it."""
+        with self._lock:
+            return not self._sent or self._sent[0][2] > self._closed
 
     def _receive(self) -> Any:
         """The oldest answer: ``(ran, value, clean)``, or raise what the handler did."""

@@ -222,3 +222,14 @@ def test_close_kills_the_actor_of_a_failed_service(ray_session: RaySession,
         assert svc.state is FAILED
         assert not exits_within(pid, 0)  # FAILED calls no stop(): still alive
     assert exits_within(pid, HANG)
+
+
+def test_after_a_retry_nothing_new_overtakes_the_events_skipped_behind_it(
+        ray_session: RaySession, gates: Gates) -> None:
+    # pipeline=3: the retried event and the two behind it are handed over; the
+    # last two wait on the host and must not be sent before the skipped two.
+    with checked_host(RayBackend(pipeline=3), gates) as plugin_host:
+        svc = started(plugin_host, retry=RetryPolicy(max_attempts=2, backoff=0.0))
+        retried, *after = behind_a_gate(svc, gates, ("fail_before", 2), *[("count",)] * 4)
+        assert retried.result(HANG) == 2
+        assert [future.result(HANG) for future in after] == [4, 5, 6, 7]
