@@ -322,7 +322,7 @@ class _ActorProxy(ServicePlugin):
         with self._lock:
             if not self._sent:
                 return
-            batch = self._batch
+            batch = self._sent[-1][2]  # the newest: closing it closes all before
         self._cancel(-1, batch)
 
     def _kill_if_stuck(self, actor: Any, seq: int) -> None:

@@ -957,8 +957,24 @@ class ServiceHandle:
                 head, head_ctx = sent[0]
                 if timeout is not None and sends[0][0] is head:
                     self._start_deadline(head, head_ctx, timeout)
+                count = 0
                 for future, ctx in sends:
+                    state = self._state  # a stop or failure meanwhile: send no more
+                    if count and not (state is _RUNNING or (state is _STOPPING and self._drain)):
+                        break
                     plugin._send(future, ctx, timeout)
+                    count += 1
+                unsent = [future for future, _ctx in sends[count:]]
+                for _future in unsent:
+                    sent.pop()  # the newest entries of ``sent``
+                with lock:  # what was taken meanwhile found nothing to recall
+                    post = self._requeue(unsent)
+                    state = self._state
+                    recall = not (state is _RUNNING or (state is _STOPPING and self._drain))
+                _resolve(post)
+                post = None
+                if recall:
+                    plugin._recall()
             head, head_ctx = sent[0]
             ok = True
             try:
@@ -972,8 +988,9 @@ class ServiceHandle:
                             exc, (errors.PluginCrashed, _Undeliverable)):
                     ok, value = self._retry(life, exc, plugin.handle_ingress, timeout)
             sent.popleft()
-            if draining and not ok and isinstance(value, errors.PluginCrashed):
-                ran = False  # recalled, then its process died: it never began
+            if draining and not ok and isinstance(value, (errors.PluginCrashed,
+                                                          _Undeliverable)):
+                ran = False  # recalled, then its process died (or never sent): unrun
             with lock:
                 if self._life != life:
                     if draining and ran:
@@ -981,6 +998,7 @@ class ServiceHandle:
                     elif draining:
                         skipped.append(head)
                     # else: the one in flight, decided when its life was abandoned
+                    draining = True  # the rest of ``sent`` was never in flight
                     break
                 if draining:
                     if ran:  # it began before the recall reached it: its outcome
@@ -1009,7 +1027,7 @@ class ServiceHandle:
                 _resolve(post)
         # Abandoned: what was sent after the one in flight comes back unrun (its
         # batch was closed by the cancel that abandoned it, or its process killed).
-        post = []
+        post = list(post or ())
         if sent and not draining:  # the one in flight, decided when abandoned
             sent.popleft()
             try:
@@ -1082,6 +1100,8 @@ class ServiceHandle:
             items.appendleft(future)
         self._ahead -= len(futures)
         self._room += len(futures)
+        if self._producers_waiting:
+            self._not_full.notify_all()
         state = self._state
         if state is _FAILED:
             if self._restart_timer is None and not self._restart_when_idle:
@@ -1099,6 +1119,8 @@ class ServiceHandle:
         self._ahead -= 1
         self._room += 1
         self._dispatched += 1
+        if self._producers_waiting:
+            self._not_full.notify_all()
         if ok:
             self._succeeded += 1
             return [(future.set_result, value)]
