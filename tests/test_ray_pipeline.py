@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Iterator, List
+from typing import Any, List
 
 import pytest
-from _contract_plugins import HANG, Scripted, event
+from _contract_plugins import HANG, event
 from test_contract import (  # noqa: F401 - ray_session is a fixture
     TIMEOUT,
     Gates,
@@ -27,7 +27,7 @@ from test_contract import (  # noqa: F401 - ray_session is a fixture
     failure_of,
     ray_session,
 )
-from test_ray_crash import exits_within
+from test_ray_crash import exits_within, gates, host, started  # noqa: F401 - fixtures
 
 from plugin_service import (
     DiagnosticKind,
@@ -35,7 +35,6 @@ from plugin_service import (
     PluginHost,
     RayBackend,
     RetryPolicy,
-    ServiceConfig,
     ServiceHandle,
     errors,
 )
@@ -43,27 +42,6 @@ from plugin_service import (
 RUNNING = LifecycleState.RUNNING
 STOPPED = LifecycleState.STOPPED
 FAILED = LifecycleState.FAILED
-
-
-@pytest.fixture
-def gates(ray_session: RaySession) -> Iterator[Gates]:
-    made = Gates(ray_session)
-    try:
-        yield made
-    finally:
-        made.open_all()
-
-
-@pytest.fixture
-def host(ray_session: RaySession, gates: Gates) -> Iterator[PluginHost]:
-    with checked_host(RayBackend(), gates) as plugin_host:
-        yield plugin_host
-
-
-def started(host: PluginHost, **config: Any) -> ServiceHandle:
-    handle = host.add_service("svc", Scripted, ServiceConfig(**config))
-    handle.start(timeout=HANG)
-    return handle
 
 
 def behind_a_gate(svc: ServiceHandle, gates: Gates, *payloads: Any) -> List[Any]:
