@@ -67,13 +67,9 @@ class _PluginActor:
     the host decides what comes next, as it would with one event at a time.
     """
 
-    def __init__(self, target: Any, is_factory: bool, fail_after: Optional[int] = None,
-                 retry_on: Optional[Tuple[type, ...]] = None) -> None:
+    def __init__(self, target: Any, is_factory: bool) -> None:
         self._target = target
         self._is_factory = is_factory
-        self._fail_after = fail_after
-        self._retry_on = retry_on
-        self._consecutive = 0  # failures in a row, as the host counts them
         self._plugin: Any = None
         self._lock = threading.Lock()
         self._closed = -1  # batches up to this one are closed: skip their events
@@ -87,11 +83,9 @@ class _PluginActor:
         return list(getattr(plugin, "ingresses", ()))
 
     def handle(self, call: Tuple[int, int, Any, Optional[float]]) -> Any:
-        """``(ran, value, clean)``, or the handler's exception.
-
-        A failure closes the batch only when the host may act on it before the
-        next event (a retry, or ``fail_after`` reached); a cancelled or late
-        handler always does (the host's deadline decides)."""
+        """``(ran, value, clean)``, or the handler's exception. A raise, a
+        cancelled or a late handler closes the batch: the host learns that outcome
+        (and decides on a retry, ``fail_after``...) before anything later runs."""
         seq, batch, event, timeout = call
         with self._lock:
             if batch <= self._closed:
@@ -101,21 +95,14 @@ class _PluginActor:
             self._ctx_seq = seq
         try:
             value = self._plugin.handle_ingress(event, ctx)
-        except BaseException as exc:
-            self._consecutive += 1
-            fail_after, retry_on = self._fail_after, self._retry_on
-            if ctx.cancelled or (retry_on is not None and isinstance(exc, retry_on)) or (
-                    fail_after is not None and self._consecutive >= fail_after):
-                self._close(batch)
+        except BaseException:
+            self._close(batch)
             raise
         finally:
             with self._lock:
                 self._ctx = None
         clean = not ctx.cancelled and (deadline is None or _monotonic() <= deadline)
-        if clean:
-            self._consecutive = 0
-        else:
-            self._consecutive += 1
+        if not clean:
             self._close(batch)
         return True, value, clean
 
@@ -217,7 +204,6 @@ class _ActorProxy(ServicePlugin):
         self._name = name
         self._target = target
         self._is_factory = is_factory
-        self._config = config
         self._grace = config.cancel_grace
         pipeline = backend.pipeline
         self._pipeline = config.queue_size if pipeline is None else pipeline
@@ -246,11 +232,7 @@ class _ActorProxy(ServicePlugin):
             raise self._crashed(exc) from exc
 
     def start(self) -> None:
-        config = self._config
-        retry = config.retry
-        self._actor = self._backend._new_actor(
-            self._name, self._target, self._is_factory, config.fail_after,
-            None if retry is None else retry.retry_on)
+        self._actor = self._backend._new_actor(self._name, self._target, self._is_factory)
         self.ingresses = tuple(self._get(self._actor.start.remote()))
 
     # -------------------------------------------------- the pipelined dispatch
@@ -286,17 +268,21 @@ class _ActorProxy(ServicePlugin):
         try:
             if error is not None:
                 raise error
-            try:
-                answer = self._get(ref)
-            except BaseException:
-                self._close(batch)
-                raise
-            if not answer[2]:
-                self._close(batch)
-            return answer
+            return self._answer(ref, batch)
         finally:
             with self._lock:
                 self._sent.popleft()
+
+    def _answer(self, ref: Any, batch: int) -> Any:
+        """Wait for one answer; anything but a clean one closes its batch."""
+        try:
+            answer = self._get(ref)
+        except BaseException:
+            self._close(batch)
+            raise
+        if not answer[2]:
+            self._close(batch)
+        return answer
 
     def _close(self, batch: int) -> None:
         with self._lock:
@@ -348,14 +334,9 @@ class _ActorProxy(ServicePlugin):
             self._solo = seq
         ctx._forward_cancel(lambda: self._cancel(seq, batch))
         try:
-            ran, value, clean = self._get(ref)
-        except BaseException:
-            self._close(batch)
-            raise
+            ran, value, _clean = self._answer(ref, batch)
         finally:
             self._solo = -1
-        if not clean:
-            self._close(batch)
         if not ran:
             raise _RetryCutShort()  # skipped: a stop or cancel got there first
         return value
@@ -447,9 +428,7 @@ class RayBackend:
                 self._module = ray
             return self._module
 
-    def _new_actor(self, name: str, target: Any, is_factory: bool,
-                   fail_after: Optional[int] = None,
-                   retry_on: Optional[Tuple[type, ...]] = None) -> Any:
+    def _new_actor(self, name: str, target: Any, is_factory: bool) -> Any:
         self._ray()
         options: Dict[str, Any] = {"num_cpus": 0}
         options.update(self.actor_options)
@@ -457,8 +436,7 @@ class RayBackend:
         # class's own concurrency group answers cancel and status meanwhile.
         options.pop("concurrency_groups", None)
         options.update(max_concurrency=1, allow_out_of_order_execution=False)
-        actor = self._actor_class.options(**options).remote(target, is_factory, fail_after,
-                                                            retry_on)
+        actor = self._actor_class.options(**options).remote(target, is_factory)
         with self._lock:
             self._actors[id(actor)] = actor
         return actor

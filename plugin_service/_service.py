@@ -904,12 +904,12 @@ class ServiceHandle:
         Up to ``plugin._pipeline`` events are handed to the plugin's process at
         once, so one round trip overlaps the next; that process runs them one at a
         time, in order. The oldest one sent is the event in flight: its deadline
-        starts when the one before it returned. Whenever the host may act on an
-        outcome before the next event runs (a retry, ``fail_after`` reached, a
-        cancelled or late handler, a recall by a failure or a stop without drain),
-        the remote side skips everything sent after it; those come back unrun and
-        go to the front of the queue, so the host decides before anything later
-        runs, as with one event at a time.
+        starts when the one before it returned. Whenever an event does not end
+        clean (it raised, was cancelled or ran late) or is recalled (the service
+        failed or stops without drain), the remote side skips everything sent after
+        it; those come back unrun and go to the front of the queue, so the host
+        knows that outcome (and decides a retry, ``fail_after``...) before anything
+        later runs, as with one event at a time.
 
         The plugin's side of it: ``_send(future, ctx, timeout)``, ``_receive()``
         (the oldest reply: ``(ran, value, clean)`` or the handler's exception),
@@ -931,11 +931,10 @@ class ServiceHandle:
             with lock:
                 if self._life != life:
                     break  # abandoned after a stuck handler; what was sent is taken back
-                state = self._state
-                dispatching = state is _RUNNING or (state is _STOPPING and self._drain)
+                dispatching = self._dispatching()
                 if not sent:
                     if not (items and dispatching):
-                        if state is not _RUNNING:
+                        if self._state is not _RUNNING:
                             return
                         self._worker_waiting = True
                         self._not_empty.wait()
@@ -959,8 +958,7 @@ class ServiceHandle:
                     self._start_deadline(head, head_ctx, timeout)
                 count = 0
                 for future, ctx in sends:
-                    state = self._state  # a stop or failure meanwhile: send no more
-                    if count and not (state is _RUNNING or (state is _STOPPING and self._drain)):
+                    if count and not self._dispatching():  # stopped or failed meanwhile
                         break
                     plugin._send(future, ctx, timeout)
                     count += 1
@@ -969,8 +967,7 @@ class ServiceHandle:
                     sent.pop()  # the newest entries of ``sent``
                 with lock:  # what was taken meanwhile found nothing to recall
                     post = self._requeue(unsent)
-                    state = self._state
-                    recall = not (state is _RUNNING or (state is _STOPPING and self._drain))
+                    recall = not self._dispatching()
                 _resolve(post)
                 post = None
                 if recall:
@@ -979,8 +976,6 @@ class ServiceHandle:
             ok = True
             try:
                 ran, value, _clean = plugin._receive()
-            except _Undeliverable as exc:  # never reached the plugin's process
-                ran, value, ok = True, exc, False
             except BaseException as exc:
                 ran, value, ok = True, exc, False
                 if not draining and retry is not None and isinstance(exc, retry.retry_on) \
@@ -1018,8 +1013,7 @@ class ServiceHandle:
                         post = (post or []) + self._requeue(skipped)
                         skipped = []
                 elif not draining:
-                    state = self._state
-                    if state is _RUNNING or (state is _STOPPING and self._drain):
+                    if self._dispatching():
                         self._promote(*sent[0])
                     else:  # recalled: they come back unrun, or with what they did
                         draining = True
@@ -1049,6 +1043,12 @@ class ServiceHandle:
         with lock:
             post += self._requeue(skipped)
         _resolve(post)
+
+    def _dispatching(self) -> bool:
+        """Whether the worker still hands queued events over: RUNNING, or STOPPING
+        with drain."""
+        state = self._state
+        return state is _RUNNING or (state is _STOPPING and self._drain)
 
     def _promote(self, future: DispatchFuture, ctx: DispatchContext) -> None:
         """An event sent ahead becomes the one in flight (lock held)."""
@@ -1125,14 +1125,19 @@ class ServiceHandle:
             self._succeeded += 1
             return [(future.set_result, value)]
         self._failed += 1
-        event = future.event
-        diagnostic = self._note(_K.DISPATCH_FAILED, "handler raised %s" % _describe(value),
-                                event.correlation_id)
+        return self._dispatch_failed(future, future.event,
+                                     "handler raised %s" % _describe(value), value)[1]
+
+    def _dispatch_failed(self, future: DispatchFuture, event: Any, why: str,
+                         cause: BaseException) -> Tuple[Diagnostic, _Post]:
+        """Record a failed event (lock held): diagnostic, dead letter, and the
+        ``DispatchFailed`` its future gets once the lock is released."""
+        diagnostic = self._note(_K.DISPATCH_FAILED, why, event.correlation_id)
         self._dead_letter(event, diagnostic)
-        error = errors.DispatchFailed("service %r: handler raised %s" % (
-            self.name, sanitize(_describe(value))), service=self.name)
-        error.__cause__ = value
-        return [(future.set_exception, error)]
+        error = errors.DispatchFailed("service %r: %s" % (self.name, sanitize(why)),
+                                      service=self.name)
+        error.__cause__ = cause
+        return diagnostic, [(future.set_exception, error)]
 
     def _take(self, items: "collections.deque[DispatchFuture]",
               timeout: Optional[float]) -> Tuple[DispatchFuture, DispatchContext]:
@@ -1219,12 +1224,7 @@ class ServiceHandle:
         else:
             self._consecutive_failures += 1
             why = "handler raised %s" % _describe(value)
-        diagnostic = self._note(_K.DISPATCH_FAILED, why, event.correlation_id)
-        self._dead_letter(event, diagnostic)
-        error = errors.DispatchFailed("service %r: %s" % (self.name, sanitize(why)),
-                                      service=self.name)
-        error.__cause__ = value
-        post = [(future.set_exception, error)]
+        diagnostic, post = self._dispatch_failed(future, event, why, value)
         fail_after = self._config.fail_after
         if (fail_after is not None and self._consecutive_failures >= fail_after) \
                 or isinstance(value, errors.PluginCrashed):
