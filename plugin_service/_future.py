@@ -1,8 +1,10 @@
 """The futures the host hands out."""
 from __future__ import annotations
 
+import logging
 import threading
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
+from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures._base import (
     CANCELLED,
     CANCELLED_AND_NOTIFIED,
@@ -15,14 +17,41 @@ from typing import Any, Optional
 from loguru import logger
 
 from . import errors
+from ._events import IngressEvent
+from ._guarded import failure_log, text_of
 
 __all__ = ["GuardedFuture", "DispatchFuture"]
 
 _DONE = frozenset({CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED})
 
+
+def _read_cid(event: Any) -> Optional[str]:
+    """The correlation id of an event subclass, or None if it will not say."""
+    try:
+        cid = event.correlation_id
+    except BaseException:
+        return None
+    return cid if type(cid) is str else None
+
 # Orders the lazy creation of a DispatchFuture's condition against the worker's
 # settling it without one (see DispatchFuture). Held for a few bytecodes only.
 _condition_made = threading.Lock()
+
+# Where Future itself reports a raising done-callback: a host sees it there
+# without enabling loguru (the standard library's last-resort handler prints it).
+_futures_log = logging.getLogger("concurrent.futures")
+
+
+def _report_callback_error(future: Any, callback: Any, exc: BaseException) -> None:
+    """Log a raising done-callback, redacted, on ``concurrent.futures`` and loguru."""
+    try:
+        text = failure_log(exc)
+        where = text_of(callback, 200)
+        _futures_log.error("exception calling callback %s for %s: %s", where,
+                           type(future).__name__, text)
+        logger.error("done-callback {} raised: {}", where, text)
+    except BaseException:  # pragma: no cover - reporting never breaks the settle
+        pass
 
 
 class GuardedFuture(Future):  # type: ignore[type-arg]
@@ -30,15 +59,45 @@ class GuardedFuture(Future):  # type: ignore[type-arg]
 
     ``Future`` guards callbacks against ``Exception`` only; a callback raising
     ``SystemExit`` or ``KeyboardInterrupt`` would skip the callbacks after it and
-    escape into our worker or watchdog. Here each is run once and any raise logged.
+    escape into our worker or watchdog. Here each is run once and any raise is
+    logged, redacted, on the ``concurrent.futures`` logger as ``Future`` does.
+
+    ``result()`` raises the exception it was given even when that exception's
+    ``__bool__`` is False (``Future`` returns None to a waiter then).
     """
 
     def _invoke_callbacks(self) -> None:
         for callback in self._done_callbacks:  # type: ignore[attr-defined]
             try:
                 callback(self)
-            except BaseException:
-                logger.opt(exception=True).error("done-callback {!r} raised", callback)
+            except BaseException as exc:
+                _report_callback_error(self, callback, exc)
+
+    def _outcome(self) -> Any:
+        """The result, or raise the exception (state FINISHED)."""
+        exception = self._exception  # type: ignore[attr-defined]
+        if exception is not None:
+            try:
+                raise exception
+            finally:
+                del exception  # no frame <-> exception cycle, as in Future
+        return self._result  # type: ignore[attr-defined]
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        if self._state == FINISHED:  # type: ignore[attr-defined]
+            return self._outcome()
+        with self._condition:  # type: ignore[attr-defined]
+            state = self._state  # type: ignore[attr-defined]
+            if state in (CANCELLED, CANCELLED_AND_NOTIFIED):
+                raise CancelledError()
+            if state != FINISHED:
+                self._condition.wait(timeout)  # type: ignore[attr-defined]
+                state = self._state  # type: ignore[attr-defined]
+                if state in (CANCELLED, CANCELLED_AND_NOTIFIED):
+                    raise CancelledError()
+                if state != FINISHED:
+                    raise FuturesTimeout()
+        return self._outcome()
 
 
 class DispatchFuture(GuardedFuture):
@@ -67,6 +126,10 @@ class DispatchFuture(GuardedFuture):
         self._done_callbacks: list = []  # type: ignore[type-arg]
         self.event = event
         self._owner = owner
+        # Read once, here on the submitting thread: failure paths that run under
+        # the service lock must not read an attribute an event subclass computes.
+        self._cid: Optional[str] = (event.correlation_id if type(event) is IngressEvent
+                                    else _read_cid(event))
 
     @property
     def _condition(self) -> threading.Condition:  # type: ignore[override]
@@ -158,9 +221,23 @@ class DispatchFuture(GuardedFuture):
         withdrawn: bool = owner._withdraw(self)
         return withdrawn
 
-    def _cancel_withdrawn(self) -> bool:
-        cancelled: bool = super().cancel()
+    def _mark_withdrawn(self) -> None:
+        """PENDING -> CANCELLED, under the service lock that took the event out of
+        its queue, so a second ``cancel()`` racing this one answers True too.
+        Waiters and callbacks learn it from :meth:`_announce_withdrawn`, after
+        that lock is released."""
+        if self._cond is None:
+            with _condition_made:
+                if self._cond is None:
+                    self._state = CANCELLED
+                    return
+        with self._condition:
+            self._state = CANCELLED
+            self._condition.notify_all()
+
+    def _announce_withdrawn(self) -> bool:
         # Future.cancel() leaves waiters of wait()/as_completed() to the executor,
-        # which would call this next; we are that executor.
+        # which calls set_running_or_notify_cancel() next; we are that executor.
         self.set_running_or_notify_cancel()
-        return cancelled
+        self._invoke_callbacks()
+        return True

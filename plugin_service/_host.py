@@ -17,7 +17,7 @@ from ._discovery import DEFAULT_GROUP, LoadReport, classify, entry_points
 from ._future import DispatchFuture
 from ._lifecycle import LifecycleState
 from ._plugin import ServicePlugin
-from ._service import ServiceHandle, _Runtime
+from ._service import PLUGIN_STATUS_BOUND, ServiceHandle, _Runtime
 from ._tools import Tool, as_tool_callable
 from ._watchdog import Watchdog
 
@@ -42,6 +42,9 @@ def _plugin_and_factory(plugin_or_factory: Any) -> Tuple[Any, Optional[Callable[
 
 
 _host_ids = itertools.count(1)
+#: How long ``close()`` without a timeout waits for the watchdog thread to finish
+#: the callback it is running (a slow done-callback of a user's).
+WATCHDOG_JOIN_BOUND = 5.0
 _DEFAULT_CONFIG = ServiceConfig()  # frozen, so one instance serves every service
 
 
@@ -129,8 +132,11 @@ class PluginHost:
         """Start every READY service, all at once, each bounded like ``start``.
 
         After trying all of them, raises ``ServiceFailed`` naming those that failed
-        (``services``). Use :meth:`status` for the result.
+        (``services``); ``HostClosed`` after :meth:`close` began. Use :meth:`status`
+        for the result.
         """
+        if self._closed:
+            raise errors.HostClosed("host is closed; start_all() refused")
         # Every start is requested first and awaited after, so the services start
         # side by side and the host needs no extra thread for it.
         requested = []
@@ -252,7 +258,11 @@ class PluginHost:
         """A snapshot of every service; never raises."""
         with self._lock:
             tools = list(self._tools.values())
-        return HostStatus(services={h.name: h.status() for h in self.services()},
+        # Every plugin's status() runs at once, all bounded by one deadline.
+        begun = [(h, h._begin_status()) for h in self.services()]
+        deadline = time.monotonic() + PLUGIN_STATUS_BOUND
+        return HostStatus(services={h.name: h._finish_status(snapshot, call, deadline)
+                                    for h, (snapshot, call) in begun},
                           tools={t.name: t.status() for t in tools})
 
     # ------------------------------------------------------------- closing
@@ -285,6 +295,8 @@ class PluginHost:
                 handle._await_stopped(life, deadline)
             except errors.PluginServiceError:
                 pass  # recorded in the service's diagnostics; close goes on
+        for handle in handles:  # a failed plugin's cleanup still running
+            handle._await_clean_up(deadline)
         for tool in tools:
             tool.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -299,7 +311,10 @@ class PluginHost:
             if thread is not current:
                 thread.join(None if deadline is None
                             else max(0.0, deadline - time.monotonic()))
-        self._watchdog.close()
+        # A done-callback still running on the watchdog is not waited for past
+        # the deadline (or WATCHDOG_JOIN_BOUND without one): it is a daemon thread.
+        self._watchdog.close(WATCHDOG_JOIN_BOUND if deadline is None
+                             else max(0.0, deadline - time.monotonic()))
         if self._backend is not None:
             self._backend.close()
 

@@ -36,7 +36,9 @@ from ._diagnostics import (
 )
 from ._events import IngressEvent, check_event
 from ._future import DispatchFuture
+from ._guarded import describe, failure_log
 from ._lifecycle import LifecycleState, can_transition
+from ._plugin import ServicePlugin
 from ._redact import sanitize
 
 __all__ = ["ServiceHandle"]
@@ -56,6 +58,7 @@ DIAGNOSTICS_KEPT = 50
 
 # What the worker is doing, for the bounds that the watchdog enforces.
 _IN_START, _IN_DISPATCH, _IN_STOP, _IDLE = "start()", "handle_ingress()", "stop()", None
+_IN_CLEANUP = "on_failure()"  # or stop(), when the plugin has no on_failure
 
 _Post = List[Tuple[Callable[[Any], Any], Any]]
 
@@ -68,6 +71,45 @@ class _Runtime:
     def __init__(self, watchdog: Any, dead_letters: Any) -> None:
         self.watchdog = watchdog
         self.dead_letters = dead_letters
+
+
+#: How long ``status()`` waits for a plugin's own ``status()`` (as on Ray).
+PLUGIN_STATUS_BOUND = 1.0
+
+
+class _StatusCall:
+    """One call of a plugin's ``status()`` on a daemon thread, waited for at most
+    ``PLUGIN_STATUS_BOUND`` seconds; it frees its service's slot when it returns."""
+
+    __slots__ = ("_plugin", "_handle", "_done", "_value")
+
+    def __init__(self, plugin: Any, handle: "ServiceHandle") -> None:
+        self._plugin = plugin
+        self._handle = handle
+        self._done = threading.Event()
+        self._value: Any = None
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="%s-status" % self._handle.name,
+                         daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._plugin.status()
+        except BaseException:
+            self._value = None
+        finally:
+            self._done.set()
+            handle = self._handle
+            with handle._lock:
+                if handle._status_call is self:
+                    handle._status_call = None
+
+    def wait(self, deadline: Optional[float] = None) -> Any:
+        """Its value, or None if it raised or is not back by ``deadline``
+        (default: ``PLUGIN_STATUS_BOUND`` from now)."""
+        bound = PLUGIN_STATUS_BOUND if deadline is None else max(0.0, deadline - _monotonic())
+        return self._value if self._done.wait(bound) else None
 
 
 class _RetryCutShort(Exception):
@@ -86,19 +128,45 @@ class _Undeliverable(Exception):
 def _resolve(post: _Post) -> None:
     """Resolve futures after the lock is released.
 
-    A done-callback that raises even a BaseException is logged, never fatal to the
-    thread resolving (the worker or the watchdog); ``Future`` only guards Exception.
+    Every one is settled whatever the ones before it met: a done-callback that
+    raises even a BaseException is logged by the future itself, and anything else
+    (a bug of ours) is logged, redacted, never fatal to the thread resolving.
     """
     for settle, value in post:
         try:
             settle(value)
-        except BaseException:
-            logger.opt(exception=True).error("a future's done-callback raised")
+        except BaseException as exc:
+            logger.error("settling a future failed: {}", failure_log(exc))
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return "%s: %s" % (type(exc).__name__, text) if text else type(exc).__name__
+class _Failure:
+    """What the locked settle needs to know of a failed attempt, computed by the
+    worker before it takes the lock: the plugin's exception is plugin code."""
+
+    __slots__ = ("why", "cause", "counts", "crashed")
+
+    def __init__(self, value: BaseException) -> None:
+        kind = type(value)  # never isinstance(): a lying __class__ runs plugin code
+        if issubclass(kind, _Undeliverable):
+            # The plugin never saw it: not its failure, no fail_after count.
+            cause = value.__cause__ or value
+            self.why = "event could not be sent to the plugin: %s" % describe(cause)
+            self.cause: BaseException = cause
+            self.counts = False
+        else:
+            self.why = "handler raised %s" % describe(value)
+            self.cause = value
+            self.counts = True
+        # Its process is gone: it cannot serve more, whatever fail_after says.
+        self.crashed = issubclass(kind, errors.PluginCrashed)
+
+
+def _is_instance(value: Any, types: Any) -> bool:
+    """``isinstance`` that a plugin's exception cannot make raise."""
+    try:
+        return isinstance(value, types)
+    except BaseException:
+        return False
 
 
 class ServiceHandle:
@@ -146,6 +214,8 @@ class ServiceHandle:
         self._restart_timer: Any = None
         self._restart_when_idle = False
         self._closing = False
+        self._clean_ups: "set[int]" = set()  # lives whose worker owes the plugin its cleanup
+        self._status_call: Optional[_StatusCall] = None  # a plugin status() running
 
         # The event in flight: its future, the attempt's event and context, deadline.
         self._current: Optional[DispatchFuture] = None
@@ -180,24 +250,49 @@ class ServiceHandle:
         return self._config
 
     def status(self) -> ServiceStatus:
-        """One consistent snapshot; never blocks on the handler and never raises."""
+        """One consistent snapshot; never raises, and never waits for the handler.
+
+        ``plugin_status`` comes from the plugin's own ``status()``, called on a
+        thread of its own and waited for at most ``PLUGIN_STATUS_BOUND`` (1 s):
+        past that, or if it raises, it is None."""
+        return self._finish_status(*self._begin_status())
+
+    def _begin_status(self) -> Tuple[ServiceStatus, Optional["_StatusCall"]]:
+        """The locked snapshot, and the plugin's ``status()`` call it started."""
         try:
             with self._lock:
                 snapshot = self._snapshot()
                 plugin = self._plugin
+                call = None if plugin is None else self._status_call_for(plugin)
         except BaseException as exc:  # pragma: no cover - defensive: status never raises
             return ServiceStatus(self.name, self._state, 0, self._capacity, 0, False,
                                  None, None, DispatchCounters(), (),
-                                 {"status_error": sanitize(exc)}, self._restarts)
-        plugin_status = None
-        if plugin is not None:
-            try:
-                plugin_status = plugin.status()
-            except BaseException:
-                plugin_status = None
-        if plugin_status is not None:
-            snapshot = attrs.evolve(snapshot, plugin_status=plugin_status)
-        return snapshot
+                                 {"status_error": sanitize(exc)}, self._restarts), None
+        if call is not None:
+            call.start()  # after the lock: starting a thread takes a while
+        return snapshot, call
+
+    def _finish_status(self, snapshot: ServiceStatus, call: Optional["_StatusCall"],
+                       deadline: Optional[float] = None) -> ServiceStatus:
+        if call is None:
+            return snapshot
+        plugin_status = call.wait(deadline)
+        if plugin_status is None:
+            return snapshot
+        return attrs.evolve(snapshot, plugin_status=plugin_status)
+
+    def _status_call_for(self, plugin: Any) -> Optional["_StatusCall"]:
+        """A call of ``plugin.status()`` to start (lock held), unless the plugin
+        keeps the base class's, or its previous call is still running."""
+        try:
+            if getattr(type(plugin), "status", None) is ServicePlugin.status:
+                return None
+        except BaseException:
+            return None
+        if self._status_call is not None:
+            return None  # still stuck in the previous one: None at once
+        call = self._status_call = _StatusCall(plugin, self)
+        return call
 
     def _snapshot(self) -> ServiceStatus:
         current = self._current
@@ -295,20 +390,29 @@ class ServiceHandle:
         while items:
             future = items.popleft()
             self._dropped += 1
-            event = future.event
             diagnostic = self._note(kind, "event dropped: service %s" % self._state.value,
-                                    event.correlation_id)
-            self._dead_letter(event, diagnostic)
+                                    future._cid)
+            self._dead_letter(future.event, diagnostic)
             post.append((future.set_exception, error_type(
                 "service %r %s; queued event dropped" % (self.name, self._state.value),
                 service=self.name, state=self._state)))  # type: ignore[call-arg]
         if self._producers_waiting:
             self._not_full.notify_all()
 
-    def _fail(self, diagnostic: Diagnostic, post: _Post) -> None:
-        """Go FAILED (once per life); queued events wait for a restart or are dropped."""
+    def _fail(self, diagnostic: Diagnostic, post: _Post, clean_up: bool = False) -> None:
+        """Go FAILED (once per life); queued events wait for a restart or are dropped.
+
+        ``clean_up``: the failure came from the events (``fail_after``, an error
+        escaping the loop) while the worker is between plugin calls, so the worker
+        gives the plugin its ``on_failure()`` (else ``stop()``) before it exits."""
         if self._state is _FAILED:
             return
+        if clean_up and self._phase is not _IN_START and self._phase is not _IN_STOP:
+            self._clean_ups.add(self._life)
+            if self._factory is None:
+                # A shared instance is busy until its cleanup returns: no restart
+                # may start it again under it (see _restart_after_clean_up).
+                self._phase = _IN_CLEANUP
         if self._failure is None or self._failure_life != self._life:
             self._failure = diagnostic  # the first failure of the current life
             self._failure_life = self._life
@@ -419,9 +523,10 @@ class ServiceHandle:
             except ValueError:
                 return future.cancelled()
             self._dropped += 1
+            future._mark_withdrawn()
             if self._producers_waiting:
                 self._not_full.notify()
-        return future._cancel_withdrawn()
+        return future._announce_withdrawn()
 
     # --------------------------------------------------------------- lifecycle
     def start(self, timeout: Optional[float] = None) -> ServiceStatus:
@@ -430,7 +535,8 @@ class ServiceHandle:
         Runs ``plugin.start()`` on the new worker thread. Raises ``ServiceFailed``
         (state FAILED) if it raised or did not return within the smaller of
         ``timeout`` and ``start_timeout``; ``LifecycleError`` from STOPPING,
-        STOPPED or FAILED (use ``restart``). A RUNNING service is left as it is.
+        STOPPED or FAILED (use ``restart``); ``HostClosed`` once the host's
+        ``close()`` has begun. A RUNNING service is left as it is.
         """
         life = self._request_start(timeout)
         return self._await_start(life)
@@ -449,8 +555,14 @@ class ServiceHandle:
             return start_timeout
         return timeout if start_timeout is None else min(timeout, start_timeout)
 
+    def _closed_error(self, call: str) -> errors.HostClosed:
+        return errors.HostClosed("host is closed; %s of service %r refused" % (call, self.name),
+                                 service=self.name)
+
     def _request_life(self) -> int:
         with self._lock:
+            if self._closing:
+                raise self._closed_error("start()")
             state = self._state
             if state is _RUNNING:
                 return 0
@@ -466,8 +578,17 @@ class ServiceHandle:
 
     def restart(self, timeout: Optional[float] = None) -> ServiceStatus:
         """Start a FAILED or STOPPED service again, with a fresh plugin instance when
-        it was registered as a factory. Raises like :meth:`start`."""
+        it was registered as a factory. Raises like :meth:`start` (``HostClosed``
+        once the host's ``close()`` has begun). A shared instance still in its
+        cleanup after a failure (``on_failure()`` or ``stop()``) is restarted once
+        that returns, waiting at most ``stop_timeout``."""
+        waits = not self._on_runtime_thread()
         with self._lock:
+            if waits and self._factory is None and self._phase is _IN_CLEANUP:
+                self._state_changed.wait_for(lambda: self._phase is not _IN_CLEANUP,
+                                             self._config.stop_timeout)
+            if self._closing:
+                raise self._closed_error("restart()")
             state = self._state
             if state is not _FAILED and state is not _STOPPED:
                 raise errors.LifecycleError(
@@ -592,9 +713,13 @@ class ServiceHandle:
         bound (``timeout``, else ``stop_timeout``) runs out, they are dropped
         (``ServiceStopped``). A handler still running at the bound is cancelled and
         given ``cancel_grace`` to return; then ``plugin.stop()`` runs on the worker.
-        Raises ``ServiceFailed`` if the service ends FAILED. A READY service stops
-        without calling the plugin; STOPPED or FAILED ones are left as they are.
+        Raises ``ServiceFailed`` if the service ends FAILED, ``HostClosed`` once the
+        host's ``close()`` has begun (it stops every service itself). A READY
+        service stops without calling the plugin; STOPPED or FAILED ones are left
+        as they are.
         """
+        if self._closing:  # close() stops every service itself, with its own bound
+            raise self._closed_error("stop()")
         life = self._request_stop(drain, timeout)
         return self._await_stopped(life)
 
@@ -668,16 +793,20 @@ class ServiceHandle:
             self._drop_queued(errors.ServiceStopped, post)
             self._recall_ahead(post)
             phase = self._phase
-            if phase is _IN_STOP or phase is _IN_START:
+            in_handler = not (phase is _IN_STOP or phase is _IN_START)
+            if not in_handler:
                 self._fail(self._note(_K.SERVICE_FAILED, "%s did not return within the "
                                       "%.3gs stop bound" % (phase, bound)), post)
-                phase = None
-            elif self._current_ctx is not None:
-                self._current_ctx._cancel()
             grace = self._config.cancel_grace
             if grace is not None and self._state is _STOPPING:
+                # Armed before the handler is cancelled: a cancel hook may arm its
+                # own timer for the same grace (the Ray backend kills the actor
+                # then), and the watchdog runs equal deadlines in the order they
+                # were armed, so the timeout is decided before anything is killed.
                 self._runtime.watchdog.schedule(_monotonic() + grace, self._on_stop_grace,
                                                 life, bound, grace)
+            if in_handler and self._current_ctx is not None:
+                self._current_ctx._cancel()
             self._not_empty.notify_all()
         _resolve(post)
 
@@ -745,7 +874,7 @@ class ServiceHandle:
             self._current_ctx._cancel()
         self._timed_out += 1
         self._consecutive_failures += 1
-        diagnostic = self._note(_K.DISPATCH_TIMEOUT, why, event.correlation_id)
+        diagnostic = self._note(_K.DISPATCH_TIMEOUT, why, future._cid)
         self._dead_letter(event, diagnostic)
         fail_after = self._config.fail_after
         if fail_after is not None and self._consecutive_failures >= fail_after \
@@ -765,13 +894,15 @@ class ServiceHandle:
                 return
             diagnostic = self._note(
                 _K.SERVICE_FAILED, "handler ignored cancellation: still running %.3gs after "
-                "its deadline" % grace, future.event.correlation_id)
+                "its deadline" % grace, future._cid)
             self._fail(diagnostic, post)
         _resolve(post)
 
     # ------------------------------------------------------------ the worker
     def _work(self, life: int) -> None:
-        """The worker thread of one life: start(), the dispatch loop, stop()."""
+        """The worker thread of one life: start(), the dispatch loop, stop(); or,
+        when its events failed the service, the plugin's cleanup."""
+        plugin = None
         try:
             plugin = self._start_plugin(life)
             if plugin is not None:
@@ -779,10 +910,61 @@ class ServiceHandle:
                 self._stop_plugin(life, plugin)
         except BaseException as exc:  # a bug of ours: fail loudly, never strand events
             self._worker_crashed(life, exc)
+        if plugin is not None:
+            self._clean_up_after_failure(life, plugin)
         self._worker_exit(life)
 
+    def _clean_up_after_failure(self, life: int, plugin: Any) -> None:
+        """The service went FAILED because of its events: release what ``start()``
+        acquired, through ``plugin.on_failure(diagnostic)`` if it has one, else
+        ``plugin.stop()``, here on the worker, bounded by ``stop_timeout`` (past it
+        the thread is left inside the plugin). What it raises is recorded."""
+        with self._lock:
+            if life not in self._clean_ups:
+                return
+            diagnostic = self._failure
+            bound = self._config.stop_timeout
+            if bound is not None:
+                self._runtime.watchdog.schedule(_monotonic() + bound,
+                                                self._on_clean_up_bound, life, bound)
+        call = "stop()"
+        try:
+            hook = getattr(plugin, "on_failure", None)
+            if hook is not None:
+                call = "on_failure()"
+                hook(diagnostic)
+            else:
+                plugin.stop()
+            text = None
+        except BaseException as exc:
+            text = describe(exc)
+        with self._lock:
+            self._clean_ups.discard(life)
+            if self._life == life and self._phase is _IN_CLEANUP:
+                self._phase = _IDLE
+            if text is not None:
+                self._note(_K.SERVICE_FAILED, "%s after the failure raised %s" % (call, text))
+            self._state_changed.notify_all()  # restart() and close() wait for it
+
+    def _await_clean_up(self, deadline: Optional[float]) -> None:
+        """Wait for a cleanup still owed or running (``close()``), bounded by
+        ``deadline`` and the stop bound."""
+        bound = self._config.stop_timeout
+        if deadline is not None:
+            left = max(0.0, deadline - _monotonic())
+            bound = left if bound is None else min(bound, left)
+        with self._lock:
+            self._state_changed.wait_for(lambda: not self._clean_ups, bound)
+
+    def _on_clean_up_bound(self, life: int, bound: float) -> None:
+        with self._lock:
+            if life in self._clean_ups:
+                self._note(_K.SERVICE_FAILED, "the cleanup after the failure did not return "
+                           "within the %.3gs stop bound; its thread is left behind" % bound)
+
     def _worker_crashed(self, life: int, exc: BaseException) -> None:
-        self._log.opt(exception=exc).critical("worker crashed")
+        self._log.critical("worker crashed: {}", failure_log(exc))
+        text = describe(exc)
         post: _Post = []
         with self._lock:
             if self._life != life:
@@ -790,20 +972,18 @@ class ServiceHandle:
             future = self._current
             if future is not None and not self._timed_out_current:
                 self._failed += 1
-                event = self._current_event
-                self._dead_letter(event, self._note(
-                    _K.DISPATCH_FAILED, "worker crashed: %s" % _describe(exc),
-                    event.correlation_id))
+                self._dead_letter(self._current_event, self._note(
+                    _K.DISPATCH_FAILED, "worker crashed: %s" % text, future._cid))
                 error = errors.DispatchFailed("service %r: worker crashed" % self.name,
                                               service=self.name)
                 error.__cause__ = exc
                 post.append((future.set_exception, error))
             self._current = None
             self._timed_out_current = False
-            diagnostic = self._note(_K.SERVICE_FAILED, "worker crashed: %s" % _describe(exc))
+            diagnostic = self._note(_K.SERVICE_FAILED, "worker crashed: %s" % text)
             if self._state is _STARTING or self._state is _RUNNING \
                     or self._state is _STOPPING:
-                self._fail(diagnostic, post)
+                self._fail(diagnostic, post, clean_up=True)
         _resolve(post)
 
     def _start_plugin(self, life: int) -> Any:
@@ -813,10 +993,11 @@ class ServiceHandle:
             # Read after start(): a proxy for a remote plugin learns them there.
             ingresses = {ingress.name: ingress for ingress in getattr(plugin, "ingresses", ())}
         except BaseException as exc:
+            text = describe(exc)
             post: _Post = []
             with self._lock:
                 if self._life == life and self._phase is _IN_START:
-                    diagnostic = self._note(_K.SERVICE_FAILED, "start() raised %s" % _describe(exc))
+                    diagnostic = self._note(_K.SERVICE_FAILED, "start() raised %s" % text)
                     if self._state is _STARTING or self._state is _STOPPING:
                         self._fail(diagnostic, post)
                     self._phase = _IDLE
@@ -846,7 +1027,7 @@ class ServiceHandle:
         try:
             plugin.stop()
         except BaseException as exc:
-            self._log.warning("stop() after a late start() raised {}", sanitize(_describe(exc)))
+            self._log.warning("stop() after a late start() raised {}", describe(exc))
 
     def _dispatch_loop(self, life: int, plugin: Any) -> None:
         if getattr(plugin, "_pipeline", 0):
@@ -894,9 +1075,11 @@ class ServiceHandle:
             except BaseException as exc:
                 value = exc
                 ok = False
-                if retry is not None and isinstance(exc, retry.retry_on) \
+                if retry is not None and _is_instance(exc, retry.retry_on) \
                         and not ctx.cancelled:
                     ok, value = self._retry(life, exc, handle, timeout)
+                if not ok:
+                    value = _Failure(value)  # plugin code: before the lock
 
     def _pipeline_loop(self, life: int, plugin: Any) -> None:
         """The dispatch loop for a plugin in another process (the Ray backend).
@@ -978,13 +1161,14 @@ class ServiceHandle:
                 ran, value, _clean = plugin._receive()
             except BaseException as exc:
                 ran, value, ok = True, exc, False
-                if not draining and retry is not None and isinstance(exc, retry.retry_on) \
-                        and not head_ctx.cancelled and not isinstance(
-                            exc, (errors.PluginCrashed, _Undeliverable)):
+                if not draining and retry is not None and _is_instance(exc, retry.retry_on) \
+                        and not head_ctx.cancelled and not issubclass(
+                            type(exc), (errors.PluginCrashed, _Undeliverable)):
                     ok, value = self._retry(life, exc, plugin.handle_ingress, timeout)
+                if not ok:
+                    value = _Failure(value)  # plugin code: before the lock
             sent.popleft()
-            if draining and not ok and isinstance(value, (errors.PluginCrashed,
-                                                          _Undeliverable)):
+            if draining and not ok and (value.crashed or not value.counts):
                 ran = False  # recalled, then its process died (or never sent): unrun
             with lock:
                 if self._life != life:
@@ -1125,16 +1309,17 @@ class ServiceHandle:
             self._succeeded += 1
             return [(future.set_result, value)]
         self._failed += 1
-        return self._dispatch_failed(future, future.event,
-                                     "handler raised %s" % _describe(value), value)[1]
+        return self._dispatch_failed(future, future.event, value)[1]
 
-    def _dispatch_failed(self, future: DispatchFuture, event: Any, why: str,
-                         cause: BaseException) -> Tuple[Diagnostic, _Post]:
-        """Record a failed event (lock held): diagnostic, dead letter, and the
-        ``DispatchFailed`` its future gets once the lock is released."""
-        diagnostic = self._note(_K.DISPATCH_FAILED, why, event.correlation_id)
+    def _dispatch_failed(self, future: DispatchFuture, event: Any, failure: _Failure
+                         ) -> Tuple[Diagnostic, _Post]:
+        """Record a failed event (lock held): diagnostic, dead letter (``event``, the
+        last attempt), and the ``DispatchFailed`` its future gets once the lock is
+        released."""
+        why, cause = failure.why, failure.cause
+        diagnostic = self._note(_K.DISPATCH_FAILED, why, future._cid)
         self._dead_letter(event, diagnostic)
-        error = errors.DispatchFailed("service %r: %s" % (self.name, sanitize(why)),
+        error = errors.DispatchFailed("service %r: %s" % (self.name, why),
                                       service=self.name)
         error.__cause__ = cause
         return diagnostic, [(future.set_exception, error)]
@@ -1203,13 +1388,13 @@ class ServiceHandle:
         if self._timed_out_current:
             self._timed_out_current = False
             pending = self._fail_pending
-            if not ok and isinstance(value, errors.PluginCrashed):
+            if not ok and value.crashed:
                 # Its process is gone (killed past the grace): it cannot serve more,
                 # and like an expired grace on a thread, that is SERVICE_FAILED.
-                pending = self._note(_K.SERVICE_FAILED, _describe(value))
+                pending = self._note(_K.SERVICE_FAILED, describe(value.cause))
             if pending is not None:
                 post: _Post = []
-                self._fail(pending, post)
+                self._fail(pending, post, clean_up=ok or not value.crashed)
                 return post
             return None
         if ok:
@@ -1217,18 +1402,14 @@ class ServiceHandle:
             self._consecutive_failures = 0
             return [(future.set_result, value)]
         self._failed += 1
-        event = self._current_event
-        if isinstance(value, _Undeliverable):  # the plugin never saw it: not its failure
-            value = value.__cause__ or value
-            why = "event could not be sent to the plugin: %s" % _describe(value)
-        else:
+        if value.counts:
             self._consecutive_failures += 1
-            why = "handler raised %s" % _describe(value)
-        diagnostic, post = self._dispatch_failed(future, event, why, value)
+        diagnostic, post = self._dispatch_failed(future, self._current_event, value)
         fail_after = self._config.fail_after
         if (fail_after is not None and self._consecutive_failures >= fail_after) \
-                or isinstance(value, errors.PluginCrashed):
-            self._fail(diagnostic, post)  # a crashed plugin process cannot serve more
+                or value.crashed:
+            # A crashed plugin process cannot serve more, nor clean up.
+            self._fail(diagnostic, post, clean_up=not value.crashed)
         return post
 
     def _retry(self, life: int, first: BaseException, handle: Callable[..., Any],
@@ -1249,12 +1430,12 @@ class ServiceHandle:
                 first_pending[0] = False
                 raise first  # the first delivery, already made
             with self._lock:
-                if self._timed_out_current:
-                    raise _AttemptTimedOut()  # decided between raise and retry
-                if self._life != life or self._state is not _RUNNING:
-                    raise _RetryCutShort()
-                event = attrs.evolve(self._current_event,
-                                     attempt=self._current_event.attempt + 1)
+                self._check_attempt(life)
+                previous = self._current_event
+            # The copy is made off the lock: an event subclass's __init__ is plugin code.
+            event = attrs.evolve(previous, attempt=previous.attempt + 1)
+            with self._lock:
+                self._check_attempt(life)
                 self._current_event = event
                 self._retried += 1
                 deadline = None
@@ -1289,8 +1470,8 @@ class ServiceHandle:
             stop=tenacity.stop_after_attempt(policy.max_attempts),
             wait=tenacity.wait_exponential(multiplier=policy.backoff, max=policy.max_backoff),
             retry=tenacity.retry_if_exception(
-                lambda exc: isinstance(exc, policy.retry_on)
-                and not isinstance(exc, (_AttemptTimedOut, _RetryCutShort))),
+                lambda exc: _is_instance(exc, policy.retry_on)
+                and not issubclass(type(exc), (_AttemptTimedOut, _RetryCutShort))),
             sleep=backoff,
             reraise=True,
         )
@@ -1301,6 +1482,13 @@ class ServiceHandle:
             return False, last[0]
         except BaseException as exc:
             return False, exc
+
+    def _check_attempt(self, life: int) -> None:
+        """Raise unless a retry may deliver its next attempt now (lock held)."""
+        if self._timed_out_current:
+            raise _AttemptTimedOut()  # decided between raise and retry
+        if self._life != life or self._state is not _RUNNING:
+            raise _RetryCutShort()
 
     def _stop_plugin(self, life: int, plugin: Any) -> None:
         """After the loop: call ``plugin.stop()`` if the service is stopping."""
@@ -1316,14 +1504,15 @@ class ServiceHandle:
             error: Optional[BaseException] = None
         except BaseException as exc:
             error = exc
+        text = None if error is None else describe(error)
         with self._lock:
             if self._life != life or self._state is not _STOPPING:
                 return
             self._phase = _IDLE
-            if error is None:
+            if text is None:
                 self._transition(_STOPPED)
             else:
-                diagnostic = self._note(_K.SERVICE_FAILED, "stop() raised %s" % _describe(error))
+                diagnostic = self._note(_K.SERVICE_FAILED, "stop() raised %s" % text)
                 self._fail(diagnostic, post)
         _resolve(post)
 

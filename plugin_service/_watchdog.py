@@ -15,6 +15,8 @@ from typing import Any, Callable, List, Optional, Tuple
 
 from loguru import logger
 
+from ._guarded import failure_log, text_of
+
 __all__ = ["Watchdog", "Timer"]
 
 _monotonic = time.monotonic
@@ -109,8 +111,9 @@ class Watchdog:
                 continue
             try:
                 timer.callback(*timer.args)
-            except BaseException:  # a bug in a callback must not kill every timeout
-                logger.opt(exception=True).error("watchdog callback {} failed", timer.callback)
+            except BaseException as exc:  # a bug in a callback must not kill every timeout
+                logger.error("watchdog callback {} failed: {}", text_of(timer.callback, 200),
+                             failure_log(exc))
 
     @property
     def thread(self) -> Optional[threading.Thread]:
