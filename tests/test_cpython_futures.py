@@ -23,7 +23,7 @@ test, and rewritten for pytest:
 * Output CPython read from stderr is read from the ``concurrent.futures`` logger
   (through ``caplog``); reprs name the future's own class.
 * Left out: ``test_class_str`` (about the module's classes, not a future) and
-  ``test_get_snapshot`` (``Future._get_snapshot`` is 3.14+).
+  ``test_get_snapshot`` (``Future._get_snapshot`` came after 3.11; 3.11 has none).
 
 The fourth section adds what CPython cannot test: that an exception whose
 ``__bool__`` is False still reaches a waiter, and that a raising done-callback is
