@@ -129,6 +129,17 @@ class _PluginActor:
         if self._plugin is not None:
             self._plugin.stop()
 
+    def on_failure(self, diagnostic: Any) -> None:
+        """The service failed because of its events: the plugin's own cleanup."""
+        plugin = self._plugin
+        if plugin is None:
+            return
+        hook = getattr(plugin, "on_failure", None)
+        if hook is not None:
+            hook(diagnostic)
+        else:
+            plugin.stop()
+
 
 _SKIPPED = (False, None, False)
 _CONTROL = "control"  # the concurrency group of cancel and status
@@ -350,11 +361,19 @@ class _ActorProxy(ServicePlugin):
             return None
 
     def stop(self) -> None:
+        self._end(lambda actor: actor.stop.remote())
+
+    def on_failure(self, diagnostic: Any) -> None:
+        """The service failed because of its events: the plugin's ``on_failure``
+        (else ``stop``) in its actor, then the actor goes."""
+        self._end(lambda actor: actor.on_failure.remote(diagnostic))
+
+    def _end(self, last_call: Callable[[Any], Any]) -> None:
         actor, self._actor = self._actor, None
         if actor is None:
             return
         try:
-            self._get(actor.stop.remote())
+            self._get(last_call(actor))
         finally:
             self._backend._ray().kill(actor, no_restart=True)
             self._backend._forget_actor(actor)
