@@ -73,6 +73,16 @@ class GuardedFuture(Future):  # type: ignore[type-arg]
             except BaseException as exc:
                 _report_callback_error(self, callback, exc)
 
+    def add_done_callback(self, fn: Any) -> None:
+        with self._condition:  # type: ignore[attr-defined]
+            if self._state not in _DONE:  # type: ignore[attr-defined]
+                self._done_callbacks.append(fn)  # type: ignore[attr-defined]
+                return
+        try:  # already done: run here, on the caller's thread, as Future does
+            fn(self)
+        except Exception as exc:
+            _report_callback_error(self, fn, exc)
+
     def _outcome(self) -> Any:
         """The result, or raise the exception (state FINISHED)."""
         exception = self._exception  # type: ignore[attr-defined]
