@@ -1,6 +1,7 @@
 """The context a plugin callback gets: its deadline and a cooperative cancel flag."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any, Callable, Optional
@@ -9,6 +10,16 @@ __all__ = ["CallContext", "DispatchContext", "ToolContext"]
 
 _monotonic = time.monotonic
 _event_lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    # A thread holding it at a fork does not exist in the child: make a fresh one.
+    global _event_lock
+    _event_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 class CallContext:

@@ -41,6 +41,7 @@ class DiagnosticKind(str, enum.Enum):
     TOOL_NOT_FOUND = "tool_not_found"
     HOST_CLOSED = "host_closed"
     PLUGIN_LOAD = "plugin_load"
+    HOST_FORKED = "host_forked"
 
     def __str__(self) -> str:
         return self.value
@@ -158,13 +159,19 @@ class ToolStatus:
 
 @attrs.frozen
 class HostStatus:
-    """Snapshots of every service and tool of a host, keyed by name."""
+    """Snapshots of every service and tool of a host, keyed by name.
+
+    ``forked`` is True for a host inherited through ``os.fork()``: in that process
+    it runs nothing, and every service and tool reports a HOST_FORKED diagnostic.
+    """
 
     services: Mapping[str, ServiceStatus] = attrs.field(factory=dict)
     tools: Mapping[str, ToolStatus] = attrs.field(factory=dict)
+    forked: bool = False
 
     def to_dict(self) -> Dict[str, Any]:
-        """``{"services": {name: ...}, "tools": {name: ...}}`` in plain JSON types."""
+        """``{"services": {name: ...}, "tools": {name: ...}, "forked": bool}`` in plain
+        JSON types."""
         result: Dict[str, Any] = jsonable(self)
         return result
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FuturesTimeout
@@ -52,6 +53,17 @@ def _report_callback_error(future: Any, callback: Any, exc: BaseException) -> No
         logger.error("done-callback {} raised: {}", where, text)
     except BaseException:  # pragma: no cover - reporting never breaks the settle
         pass
+
+
+def _new_lock_after_fork() -> None:
+    # A thread that held the lock at a fork does not exist in the child: without
+    # a fresh lock, every future of a host made there could deadlock.
+    global _condition_made
+    _condition_made = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 class GuardedFuture(Future):  # type: ignore[type-arg]
@@ -214,8 +226,11 @@ class DispatchFuture(GuardedFuture):
 
     def _refuse_waiting_on_own_worker(self) -> None:
         """A handler waiting for an event of its own service would wait on itself:
-        its worker is the only one that could ever resolve it."""
+        its worker is the only one that could ever resolve it. So would anyone
+        waiting, in a forked child, on an event the parent accepted."""
         owner = self._owner
+        if owner is not None and owner._forked_from and not self.done():
+            raise errors.HostForked(owner._forked_from, os.getpid(), service=owner.name)
         if owner is not None and not self.done() and owner._on_runtime_thread():
             raise errors.LifecycleError(
                 "service %r: its own callbacks and done-callbacks on the watchdog thread "
@@ -225,6 +240,8 @@ class DispatchFuture(GuardedFuture):
     # ----------------------------------------------------------- cancelling
     def cancel(self) -> bool:
         owner = self._owner
+        if owner is not None and owner._forked_from:  # its lock may be held forever
+            raise errors.HostForked(owner._forked_from, os.getpid(), service=owner.name)
         if owner is None:
             cancelled: bool = super().cancel()
             return cancelled

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -9,7 +10,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from loguru import logger
 
-from . import errors
+from . import _fork, errors
 from ._config import ServiceConfig
 from ._dead_letters import DeadLetterBox
 from ._diagnostics import DeadLetter, HostStatus
@@ -55,6 +56,11 @@ class PluginHost:
     thread (timeouts, bounds, restarts) and up to ``tool_workers`` threads in the
     shared tool executor. Use it as a context manager, or call :meth:`close`, to
     stop everything and join the threads it started.
+
+    A host belongs to the process that created it: its threads do not survive
+    ``os.fork()``, so in a forked child every call raises ``HostForked``,
+    :meth:`status` says so and :meth:`close` does nothing. Create hosts after the
+    fork (see ``plugin_service.integrations.gunicorn``).
     """
 
     def __init__(self, *, tool_workers: int = 4, dead_letter_limit: int = 1000,
@@ -76,6 +82,19 @@ class PluginHost:
         # None: plugins run on threads here. A RayBackend runs each service in an
         # actor process behind the same API (see plugin_service._ray).
         self._backend = backend
+        self._pid = os.getpid()
+        self._forked = False  # set in a forked child only; read before any lock
+        _fork.track(self)
+
+    def _mark_forked(self) -> None:
+        """In a child right after ``os.fork()`` (one thread; no lock may be taken:
+        a thread that died in the fork may hold it)."""
+        self._forked = True
+        for handle in self._services.values():
+            handle._forked_from = self._pid
+
+    def _forked_error(self) -> errors.HostForked:
+        return _fork.forked_error(self._pid)
 
     @property
     def backend(self) -> Any:
@@ -89,8 +108,11 @@ class PluginHost:
         instance, or a class or zero-argument callable built once per start.
 
         Raises ``ValueError`` for a duplicate or blank name, ``TypeError`` for
-        something that is not a plugin, ``HostClosed`` after :meth:`close`.
+        something that is not a plugin, ``HostClosed`` after :meth:`close`,
+        ``HostForked`` in a process forked from the host's.
         """
+        if self._forked:
+            raise self._forked_error()
         if not isinstance(name, str) or not name.strip():
             raise ValueError("a service name must be a non-blank string, got %r" % (name,))
         if config is None:
@@ -112,7 +134,10 @@ class PluginHost:
         return handle
 
     def service(self, name: str) -> ServiceHandle:
-        """The handle of service ``name``; raises ``ServiceNotFound``."""
+        """The handle of service ``name``; raises ``ServiceNotFound`` (``HostForked``
+        in a forked child)."""
+        if self._forked:
+            raise self._forked_error()
         try:
             return self._services[name]
         except (KeyError, TypeError):
@@ -120,13 +145,22 @@ class PluginHost:
 
     def services(self) -> List[ServiceHandle]:
         """Every service handle, in the order they were added."""
+        if self._forked:
+            raise self._forked_error()
         with self._lock:
             return list(self._services.values())
 
     def submit(self, name: str, event: Any, *, block: bool = False,
                timeout: Optional[float] = None) -> DispatchFuture:
         """``service(name).submit(event, ...)``; raises ``ServiceNotFound`` first."""
-        return self.service(name).submit(event, block=block, timeout=timeout)
+        # Inlined service(): the handle's submit checks for a fork, the hot path
+        # pays nothing more for it here.
+        try:
+            handle = self._services[name]
+        except (KeyError, TypeError):
+            raise (self._forked_error() if self._forked
+                   else errors.ServiceNotFound(name)) from None
+        return handle.submit(event, block=block, timeout=timeout)
 
     def start_all(self, timeout: Optional[float] = None) -> None:
         """Start every READY service, all at once, each bounded like ``start``.
@@ -135,6 +169,8 @@ class PluginHost:
         (``services``); ``HostClosed`` after :meth:`close` began. Use :meth:`status`
         for the result.
         """
+        if self._forked:
+            raise self._forked_error()
         if self._closed:
             raise errors.HostClosed("host is closed; start_all() refused")
         # Every start is requested first and awaited after, so the services start
@@ -171,6 +207,8 @@ class PluginHost:
 
         Raises ``ValueError`` for a duplicate or blank name, ``HostClosed`` after close.
         """
+        if self._forked:
+            raise self._forked_error()
         if not isinstance(name, str) or not name.strip():
             raise ValueError("a tool name must be a non-blank string, got %r" % (name,))
         fn = as_tool_callable(tool)
@@ -195,6 +233,8 @@ class PluginHost:
         thread; the future raises ``ToolFailed`` or ``ToolTimeout``. The tool runs on
         a pool thread, never on a service worker.
         """
+        if self._forked:
+            raise self._forked_error()
         if self._closed:
             raise errors.HostClosed("host is closed; tool %r not called" % (name,))
         try:
@@ -219,6 +259,8 @@ class PluginHost:
         point does not stop the others: it is reported as a ``PluginLoadError``.
         ``config`` applies to every service loaded.
         """
+        if self._forked:
+            raise self._forked_error()
         loaded: List[str] = []
         broken: Dict[str, errors.PluginLoadError] = {}
         for entry in entry_points(group):
@@ -252,10 +294,22 @@ class PluginHost:
     # -------------------------------------------------------- diagnostics
     def dead_letters(self) -> List[DeadLetter]:
         """The newest dead letters (failed, timed-out and dropped events), oldest first."""
+        if self._forked:
+            raise self._forked_error()
         return self._dead_letters.snapshot()
 
     def status(self) -> HostStatus:
-        """A snapshot of every service; never raises."""
+        """A snapshot of every service; never raises.
+
+        In a forked child it is built without taking any lock: ``forked`` is True
+        and every service is FAILED with a HOST_FORKED failure, counting nothing.
+        """
+        if self._forked:
+            return HostStatus(
+                services={h.name: h.status() for h in list(self._services.values())},
+                tools={t.name: _fork.forked_tool_status(t.name, t._max_concurrency, self._pid)
+                       for t in list(self._tools.values())},
+                forked=True)
         with self._lock:
             tools = list(self._tools.values())
         # Every plugin's status() runs at once, all bounded by one deadline.
@@ -274,7 +328,13 @@ class PluginHost:
         FAILED service stays FAILED). Calls still waiting for a pool thread fail
         with ``HostClosed``; a thread stuck in plugin code past every bound cannot
         be joined and is left behind (it is a daemon thread).
+
+        In a process forked from the host's it does nothing: the threads and
+        resources are the parent's, and a quiet no-op lets ``with PluginHost()``
+        blocks unwind without masking the exception that ended them.
         """
+        if self._forked:
+            return
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             if self._closed:
@@ -319,6 +379,8 @@ class PluginHost:
             self._backend.close()
 
     def __enter__(self) -> "PluginHost":
+        if self._forked:
+            raise self._forked_error()
         return self
 
     def __exit__(self, *exc_info: Any) -> None:

@@ -35,6 +35,7 @@ from ._diagnostics import (
     ServiceStatus,
 )
 from ._events import IngressEvent, check_event
+from ._fork import forked_error, forked_service_status
 from ._future import DispatchFuture
 from ._guarded import describe, failure_log
 from ._lifecycle import LifecycleState, can_transition
@@ -216,6 +217,9 @@ class ServiceHandle:
         self._closing = False
         self._clean_ups: "set[int]" = set()  # lives whose worker owes the plugin its cleanup
         self._status_call: Optional[_StatusCall] = None  # a plugin status() running
+        # Set in a forked child only (by the host): the pid this handle was
+        # inherited from. Read before any lock, which a dead thread may hold.
+        self._forked_from = 0
 
         # The event in flight: its future, the attempt's event and context, deadline.
         self._current: Optional[DispatchFuture] = None
@@ -242,8 +246,8 @@ class ServiceHandle:
     # ------------------------------------------------------------------ reading
     @property
     def state(self) -> LifecycleState:
-        """The current lifecycle state."""
-        return self._state
+        """The current lifecycle state (FAILED in a forked child)."""
+        return _FAILED if self._forked_from else self._state
 
     @property
     def config(self) -> ServiceConfig:
@@ -255,6 +259,8 @@ class ServiceHandle:
         ``plugin_status`` comes from the plugin's own ``status()``, called on a
         thread of its own and waited for at most ``PLUGIN_STATUS_BOUND`` (1 s):
         past that, or if it raises, it is None."""
+        if self._forked_from:
+            return forked_service_status(self.name, self._capacity, self._forked_from)
         return self._finish_status(*self._begin_status())
 
     def _begin_status(self) -> Tuple[ServiceStatus, Optional["_StatusCall"]]:
@@ -323,6 +329,8 @@ class ServiceHandle:
 
     def wait_for(self, state: Any, timeout: Optional[float] = None) -> bool:
         """Block until the service is in ``state``; False if ``timeout`` ran out."""
+        if self._forked_from:
+            raise forked_error(self._forked_from, self.name)
         target = LifecycleState(state)
         with self._lock:
             return self._state_changed.wait_for(lambda: self._state is target, timeout)
@@ -451,8 +459,11 @@ class ServiceHandle:
         STARTING), ``ServiceStopped`` (STOPPING, STOPPED), ``ServiceFailed``,
         ``InvalidEvent``, or ``QueueFull`` (at once, or with ``block=True`` after
         waiting up to ``timeout`` seconds for room). Nothing rejected is enqueued.
+        ``HostForked`` in a process forked from the host's.
         """
-        if self._state is not _RUNNING:
+        if self._state is not _RUNNING or self._forked_from:
+            if self._forked_from:
+                raise forked_error(self._forked_from, self.name)
             raise self._reject(self._state_error(), event)
         reason = check_event(event, self._ingresses)
         if reason is not None:
@@ -538,6 +549,8 @@ class ServiceHandle:
         STOPPED or FAILED (use ``restart``); ``HostClosed`` once the host's
         ``close()`` has begun. A RUNNING service is left as it is.
         """
+        if self._forked_from:
+            raise forked_error(self._forked_from, self.name)
         life = self._request_start(timeout)
         return self._await_start(life)
 
@@ -582,6 +595,8 @@ class ServiceHandle:
         once the host's ``close()`` has begun). A shared instance still in its
         cleanup after a failure (``on_failure()`` or ``stop()``) is restarted once
         that returns, waiting at most ``stop_timeout``."""
+        if self._forked_from:
+            raise forked_error(self._forked_from, self.name)
         waits = not self._on_runtime_thread()
         with self._lock:
             if waits and self._factory is None and self._phase is _IN_CLEANUP:
@@ -718,6 +733,8 @@ class ServiceHandle:
         service stops without calling the plugin; STOPPED or FAILED ones are left
         as they are.
         """
+        if self._forked_from:
+            raise forked_error(self._forked_from, self.name)
         if self._closing:  # close() stops every service itself, with its own bound
             raise self._closed_error("stop()")
         life = self._request_stop(drain, timeout)

@@ -30,6 +30,7 @@ __all__ = [
     "ToolBusy",
     "HostClosed",
     "PluginLoadError",
+    "HostForked",
 ]
 
 
@@ -212,3 +213,26 @@ class PluginLoadError(PluginServiceError):
         super().__init__("cannot load plugin %r: %s" % (name, reason), service=name)
         self.name = name
         self.reason = reason
+
+
+class HostForked(PluginServiceError, RuntimeError):
+    """The host was created in process ``created_pid`` and used in ``pid``, a child
+    forked from it (``os.fork()``, gunicorn's ``--preload``, ``multiprocessing``'s
+    fork start method). No thread of the host survives a fork, so the inherited copy
+    refuses everything rather than accept an event it could never run; the
+    parent's host is unaffected. Create the host after the fork instead.
+    """
+
+    kind = _K.HOST_FORKED
+
+    def __init__(self, created_pid: int, pid: int, *,
+                 service: Optional[str] = None) -> None:
+        what = "service %r of a plugin host" % (service,) if service else "a plugin host"
+        super().__init__(
+            "%s created in process %d was used in process %d, a fork of it: none of the "
+            "host's threads survived the fork, so it runs nothing here. Create the "
+            "PluginHost after the fork, in the process that uses it (under gunicorn, in "
+            "the post_fork hook: see plugin_service.integrations.gunicorn)"
+            % (what, created_pid, pid), service=service)
+        self.created_pid = created_pid
+        self.pid = pid

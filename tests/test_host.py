@@ -62,7 +62,8 @@ def test_status_to_dict_has_services_and_tools_and_dumps_to_json(make_host):
 
     as_dict = json.loads(json.dumps(host.status().to_dict()))
 
-    assert set(as_dict) == {"services", "tools"}
+    assert set(as_dict) == {"services", "tools", "forked"}
+    assert as_dict["forked"] is False
     assert as_dict["services"]["svc"]["state"] == "running"
     assert as_dict["services"]["svc"]["counters"]["succeeded"] == 1
     tool = as_dict["tools"]["bad"]
@@ -74,8 +75,8 @@ def test_status_to_dict_has_services_and_tools_and_dumps_to_json(make_host):
     assert tool["last_error"]["kind"] == "tool_failed"
 
 
-def test_empty_host_status_to_dict_is_two_empty_maps(make_host):
-    assert make_host().status().to_dict() == {"services": {}, "tools": {}}
+def test_empty_host_status_to_dict_is_two_empty_maps_not_forked(make_host):
+    assert make_host().status().to_dict() == {"services": {}, "tools": {}, "forked": False}
 
 
 # ------------------------------------------------------------------- close
