@@ -86,8 +86,8 @@ class GuardedFuture(Future):  # type: ignore[type-arg]
                 _report_callback_error(self, callback, exc)
 
     def add_done_callback(self, fn: Any) -> None:
-        with self._condition:  # type: ignore[attr-defined]
-            if self._state not in _DONE:  # type: ignore[attr-defined]
+        with self._condition:
+            if self._state not in _DONE:
                 self._done_callbacks.append(fn)  # type: ignore[attr-defined]
                 return
         try:  # already done: run here, on the caller's thread, as Future does
@@ -97,24 +97,24 @@ class GuardedFuture(Future):  # type: ignore[type-arg]
 
     def _outcome(self) -> Any:
         """The result, or raise the exception (state FINISHED)."""
-        exception = self._exception  # type: ignore[attr-defined]
+        exception = self._exception
         if exception is not None:
             try:
                 raise exception
             finally:
                 del exception  # no frame <-> exception cycle, as in Future
-        return self._result  # type: ignore[attr-defined]
+        return self._result
 
     def result(self, timeout: Optional[float] = None) -> Any:
-        if self._state == FINISHED:  # type: ignore[attr-defined]
+        if self._state == FINISHED:
             return self._outcome()
-        with self._condition:  # type: ignore[attr-defined]
-            state = self._state  # type: ignore[attr-defined]
+        with self._condition:
+            state = self._state
             if state in (CANCELLED, CANCELLED_AND_NOTIFIED):
                 raise CancelledError()
             if state != FINISHED:
-                self._condition.wait(timeout)  # type: ignore[attr-defined]
-                state = self._state  # type: ignore[attr-defined]
+                self._condition.wait(timeout)
+                state = self._state
                 if state in (CANCELLED, CANCELLED_AND_NOTIFIED):
                     raise CancelledError()
                 if state != FINISHED:

@@ -14,11 +14,11 @@ from typing import Any, List
 import pytest
 from conftest import (
     FAILED,
-    Blocking,
     HANG,
     INGRESS,
     RUNNING,
     STOPPED,
+    Blocking,
     Factory,
     Recorder,
     assert_invariants,
