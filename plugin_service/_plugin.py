@@ -12,8 +12,9 @@ __all__ = ["ServicePlugin", "ToolPlugin"]
 class ServicePlugin:
     """A long-lived plugin whose lifecycle the host owns.
 
-    Every callback (``start``, ``handle_ingress``, ``stop``) runs on the service's
-    own worker thread, one at a time, so a plugin needs no locks. ``start`` only
+    Every callback (``start``, ``handle_ingress``, ``stop``, ``on_failure``) runs on
+    the service's own worker thread, one at a time, so a plugin needs no locks.
+    ``start`` only
     initializes; events arrive later through ``handle_ingress``. The base class
     keeps no state: subclasses need not call ``super().__init__()``.
     """
@@ -35,6 +36,15 @@ class ServicePlugin:
 
     def stop(self) -> None:
         """Release what ``start`` acquired. Raising leaves the service FAILED."""
+
+    def on_failure(self, diagnostic: Any) -> None:
+        """The service went FAILED because of its events (``fail_after``, an error
+        escaping the worker loop): release what ``start`` acquired. ``diagnostic``
+        is the failure. Runs on the worker thread, once per life, bounded by
+        ``stop_timeout``; what it raises is recorded, never raised. The default
+        calls :meth:`stop`. Not called after a failed ``start()`` or ``stop()``, nor
+        for a handler abandoned past ``cancel_grace``."""
+        self.stop()
 
 
 class ToolPlugin:

@@ -7,6 +7,7 @@ every accepted event's future is resolved whatever it meets.
 """
 from __future__ import annotations
 
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, List
@@ -260,17 +261,22 @@ def test_two_cancels_racing_on_one_queued_event_both_answer_true(start_service, 
         return bool(future.cancel())
 
     disagreed = 0
-    with ThreadPoolExecutor(2) as pool:
-        for _ in range(2000):
-            future = svc.submit(event("victim"))
-            answers = [pool.submit(cancel, future), pool.submit(cancel, future)]
-            if [a.result(timeout=HANG) for a in answers] != [True, True]:
-                disagreed += 1
-            barrier.reset()
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: widen any gap
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            for _ in range(3000):
+                future = svc.submit(event("victim"))
+                answers = [pool.submit(cancel, future), pool.submit(cancel, future)]
+                if [a.result(timeout=HANG) for a in answers] != [True, True]:
+                    disagreed += 1
+                barrier.reset()
+    finally:
+        sys.setswitchinterval(switch)
     assert disagreed == 0
     gate.set()
     assert head.result(timeout=HANG) == "head"
-    assert svc.status().counters.dropped == 2000
+    assert svc.status().counters.dropped == 3000
     assert plugin.payloads == ["head"]
 
 
