@@ -21,7 +21,6 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from types import FrameType
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from loguru import logger
@@ -33,7 +32,9 @@ from ._diagnostics import DiagnosticKind, jsonable
 from ._discovery import DEFAULT_GROUP, classify
 from ._events import IngressEvent, new_correlation_id
 from ._host import PluginHost
+from ._lifecycle import LifecycleState
 from ._ray import RayBackend
+from ._signals import _SignalDrain
 
 if TYPE_CHECKING:
     from loguru import Record
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from ._metrics import MetricsServer  # prometheus_client: only when --metrics-port
 
 __all__ = ["build_parser", "main"]
+
+_MAX_LINE_BYTES = 1 << 20
 
 _RUN_EPILOG = """\
 input, one JSON object per line (blank lines are skipped):
@@ -56,11 +59,18 @@ output, one JSON line per input line, in the order outcomes complete:
   outcomes: succeeded, failed, timed_out, dropped, rejected; tool lines carry
   "tool" instead of "service"; a malformed line is rejected with type
   MalformedLine (or InvalidEvent, ServiceNotFound, ToolNotFound) and the run
-  goes on.
+  goes on; so is a line longer than --max-line-bytes, with type LineTooLong.
 
-end of input, Ctrl-C (SIGINT) or SIGTERM stops the host, draining every accepted
-event first. SIGUSR1 writes {"status": {...}, "reason": "SIGUSR1"} as one line to
-stderr; the final status is written the same way at exit ("reason": "exit").
+stopping: end of input, Ctrl-C (SIGINT) or SIGTERM stops reading and drains
+every accepted event, each service for up to --stop-timeout, then a running
+handler is cancelled and gets --cancel-grace. A second Ctrl-C or SIGTERM stops
+now: queued events are answered as dropped. SIGUSR1 writes
+{"status": {...}, "reason": "SIGUSR1"} as one line to stderr; the final status
+is written the same way at exit ("reason": "exit").
+
+exit status: 0 when every service stopped cleanly; 1 when a service ended
+FAILED or no service could start; 2 for a command line that cannot run (bad
+option, plugin that cannot be loaded, nothing to host).
 """
 
 
@@ -139,24 +149,36 @@ def _configure_logging(level: str | int | None, stderr: _Stream) -> None:
 
 
 # ------------------------------------------------------------------ parser
+# argparse names a type function that raises ValueError in its message ("invalid
+# _seconds value"); these raise ArgumentTypeError themselves, with words for a person.
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+        raise argparse.ArgumentTypeError(f"invalid count: {text!r} (an integer >= 1)")
     return value
 
 
 def _seconds(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
     if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text}")
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r} "
+                                         "(a number >= 0)")
     return value
 
 
 def _port(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
     if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got {text}")
+        raise argparse.ArgumentTypeError(f"invalid port: {text!r} (0-65535)")
     return value
 
 
@@ -217,6 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--submit-timeout", metavar="S", type=_seconds, default=5.0,
                      help="how long a line waits for room in a full queue before it is "
                           "rejected with QueueFull (default: 5)")
+    run.add_argument("--stop-timeout", metavar="S", type=_seconds, default=30.0,
+                     help="on stop, how long each service may drain its queue before "
+                          "what is left is dropped and a running handler cancelled "
+                          "(default: 30)")
+    run.add_argument("--cancel-grace", metavar="S", type=_seconds, default=5.0,
+                     help="how long a cancelled handler may take to return before its "
+                          "service is failed (default: 5)")
+    run.add_argument("--max-line-bytes", metavar="N", type=_positive_int,
+                     default=_MAX_LINE_BYTES,
+                     help="longest input line; a longer one is rejected with LineTooLong "
+                          f"and skipped (default: {_MAX_LINE_BYTES}, 1 MiB)")
     run.add_argument("--status-file", metavar="PATH",
                      help="also write the final status as JSON to PATH")
     run.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
@@ -283,8 +316,8 @@ def _add_plugins(host: PluginHost, args: argparse.Namespace, config: ServiceConf
 
 
 # --------------------------------------------------------------------- run
-_STOP_SIGNALS = ("SIGINT", "SIGTERM")
-_STATUS_SIGNAL = "SIGUSR1"
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_STATUS_SIGNAL = signal.SIGUSR1
 
 
 def _write_status(host: PluginHost, stderr: _Stream, reason: str) -> dict[str, Any]:
@@ -325,67 +358,61 @@ class _StatusReporter:
             _write_status(self._host, self._stderr, reason)
 
 
-class _Signals:
-    """SIGINT and SIGTERM stop the run; SIGUSR1 asks for the status.
+_TOO_LONG = None  # what _LineSplitter yields for a line over its limit
 
-    The handlers only set a flag or queue a request. A signal may land on any
-    thread of the process, and then a main thread blocked in a read would never
-    see it. So the run also sets a wake-up pipe (``signal.set_wakeup_fd``): the
-    interpreter writes to it whichever thread the signal lands on, and the main
-    thread waits on stdin and this pipe together.
+
+class _LineSplitter:
+    """Cuts a byte stream into lines of at most ``limit`` bytes (without the newline).
+
+    Linear in the input: each byte is searched for a newline once (``_scanned``
+    remembers how far), and deleting a line from the front of a ``bytearray`` does
+    not move the rest. A line over ``limit`` is reported once, as ``_TOO_LONG``, as
+    soon as it is known; its bytes are dropped up to its newline, so the buffer
+    never holds more than ``limit`` plus one chunk.
     """
 
-    def __init__(self, on_stop: Callable[[str], None],
-                 on_status: Callable[[str], None]) -> None:
-        self._on_stop = on_stop
-        self._on_status = on_status
-        self._previous: list[tuple[int, Any]] = []
-        self._old_wakeup: int | None = None
-        self.wakeup_fd: int | None = None  # readable after any of our signals
-        self._write_fd: int | None = None
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._buffer = bytearray()
+        self._scanned = 0  # no newline in _buffer[:_scanned]
+        self._skipping = False  # inside a line already reported as too long
 
-    def install(self) -> None:
-        """Install the handlers (main thread only; elsewhere, nothing happens)."""
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for name in (*_STOP_SIGNALS, _STATUS_SIGNAL):
-            signum = getattr(signal, name, None)
-            if signum is not None:
-                self._previous.append((signum, signal.signal(signum, self._handle)))
-        if hasattr(select, "select") and os.name == "posix":
-            read_fd, write_fd = os.pipe()
-            os.set_blocking(read_fd, False)
-            os.set_blocking(write_fd, False)
-            self.wakeup_fd, self._write_fd = read_fd, write_fd
-            self._old_wakeup = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    def feed(self, chunk: bytes) -> Iterator[bytes | None]:
+        """The complete lines ``chunk`` ends (newline included), or ``_TOO_LONG``."""
+        buffer = self._buffer
+        buffer += chunk
+        while True:
+            newline = buffer.find(b"\n", self._scanned)
+            if newline < 0:
+                if self._skipping:
+                    buffer.clear()
+                    self._scanned = 0
+                elif len(buffer) > self._limit:
+                    buffer.clear()
+                    self._scanned = 0
+                    self._skipping = True
+                    yield _TOO_LONG
+                else:
+                    self._scanned = len(buffer)
+                return
+            self._scanned = 0
+            if self._skipping:
+                self._skipping = False
+                del buffer[:newline + 1]
+                continue
+            if newline > self._limit:
+                del buffer[:newline + 1]
+                yield _TOO_LONG
+                continue
+            line = bytes(buffer[:newline + 1])
+            del buffer[:newline + 1]
+            yield line
 
-    def restore(self) -> None:
-        """Give the process back its handlers and wake-up fd."""
-        if self._write_fd is not None:
-            signal.set_wakeup_fd(-1 if self._old_wakeup is None else self._old_wakeup)
-        for signum, handler in self._previous:
-            if handler is not None:  # None: a handler not set from Python, left as is
-                signal.signal(signum, handler)
-        for fd in (self.wakeup_fd, self._write_fd):
-            if fd is not None:
-                os.close(fd)
-        self.wakeup_fd = self._write_fd = None
-        self._previous = []
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if name == _STATUS_SIGNAL:
-            self._on_status(name)
-        else:
-            self._on_stop(name)
-
-
-def _drain_fd(fd: int) -> None:
-    try:
-        while os.read(fd, 512):
-            pass
-    except (BlockingIOError, InterruptedError):
-        pass
+    def end(self) -> bytes | None:
+        """At end of input: the last line if it had no newline, else None."""
+        if self._skipping or not self._buffer:
+            return None
+        return bytes(self._buffer)
 
 
 class _Runner:
@@ -398,65 +425,87 @@ class _Runner:
     answered.
     """
 
-    def __init__(self, host: PluginHost, stdout: _Stream, submit_timeout: float) -> None:
+    def __init__(self, host: PluginHost, stdout: _Stream, submit_timeout: float,
+                 max_line_bytes: int = _MAX_LINE_BYTES) -> None:
         self._host = host
         self._out = stdout
         self._submit_timeout = submit_timeout
+        self._max_line_bytes = max_line_bytes
         self._pending: dict[int, tuple[str | None, str, Any]] = {}
         self._all_answered = threading.Condition(stdout.lock)
         self.stop_reason: str | None = None
 
-    def request_stop(self, reason: str) -> None:
-        """Stop before the next line; only sets a flag, so a signal handler may call it."""
-        if self.stop_reason is None:
-            self.stop_reason = reason
-
     # ------------------------------------------------------------- reading
-    def feed(self, stdin: TextIO | BinaryIO, wakeup_fd: int | None) -> None:
-        """Submit the lines of ``stdin`` until its end or a stop request. With
-        ``wakeup_fd``, a wait for input also ends when that fd turns readable."""
-        for number, raw in enumerate(self._lines(stdin, wakeup_fd), start=1):
-            self._take(number, raw)
-            if self.stop_reason is not None:
-                return
-        self.request_stop("end of input")
+    def feed(self, stdin: TextIO | BinaryIO | None, stop: _SignalDrain) -> None:
+        """Submit the lines of ``stdin`` until its end or a stop signal (``stop``).
+        A closed stdin (``None``: the command started with fd 0 closed) is empty."""
+        if stdin is not None:
+            for number, raw in enumerate(self._lines(stdin, stop), start=1):
+                try:
+                    self._take(number, raw)
+                except RecursionError:  # a payload nested deep enough to break a check
+                    self._reject(number, None, "service", None, _error(
+                        "MalformedLine", "malformed_line", "line is nested too deeply"))
+                if stop.requested:
+                    break
+        self.stop_reason = stop.reason if stop.requested else "end of input"
 
-    def _lines(self, stdin: TextIO | BinaryIO, wakeup_fd: int | None
-               ) -> Iterator[str | bytes]:
+    def _lines(self, stdin: TextIO | BinaryIO, stop: _SignalDrain
+               ) -> Iterator[str | bytes | None]:
+        """The raw lines of ``stdin`` (``_TOO_LONG`` for one over the limit), until
+        its end or a stop."""
         try:
             fd = stdin.fileno()
         except (AttributeError, OSError, ValueError):
             fd = None
-        if fd is None or wakeup_fd is None:
-            # No fd to wait on (an in-memory stream, or no wake-up pipe on this
-            # platform): a stop is seen after the next line or the end of input.
-            reader = getattr(stdin, "buffer", stdin)
-            while self.stop_reason is None:
-                raw = reader.readline()
-                if not raw:
-                    return
-                yield raw
+        if fd is None or not hasattr(select, "select") or os.name != "posix":
+            # No fd to wait on (an in-memory stream; Windows cannot select a pipe):
+            # a stop is seen after the next line or the end of input.
+            yield from self._lines_of_reader(getattr(stdin, "buffer", stdin), stop)
             return
-        pending = bytearray()
-        while self.stop_reason is None:
-            newline = pending.find(b"\n")
-            if newline >= 0:
-                line = bytes(pending[:newline + 1])
-                del pending[:newline + 1]
-                yield line
-                continue
-            ready, _, _ = select.select([fd, wakeup_fd], [], [])
-            if wakeup_fd in ready:
-                _drain_fd(wakeup_fd)  # the handler has set its flag by now
-            if fd in ready and self.stop_reason is None:
+        splitter = _LineSplitter(self._max_line_bytes)
+        stop_fd = stop.fileno()
+        while not stop.requested:
+            ready, _, _ = select.select([fd, stop_fd], [], [])
+            if stop_fd in ready:
+                return
+            try:
                 chunk = os.read(fd, 65536)
-                if not chunk:
-                    if pending:
-                        yield bytes(pending)
-                    return
-                pending += chunk
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:  # EIO (a terminal hung up), EBADF...: no more input
+                chunk = b""
+            if not chunk:
+                last = splitter.end()
+                if last is not None:
+                    yield last
+                return
+            yield from splitter.feed(chunk)
 
-    def _take(self, number: int, raw: str | bytes) -> None:
+    def _lines_of_reader(self, reader: Any, stop: _SignalDrain
+                         ) -> Iterator[str | bytes | None]:
+        limit = self._max_line_bytes
+        skipping = False
+        while not stop.requested:
+            raw = reader.readline(limit + 1)
+            if not raw:
+                return
+            complete = raw[-1:] in ("\n", b"\n")
+            if skipping:
+                skipping = not complete
+            elif len(raw) - complete > limit:
+                skipping = not complete
+                yield _TOO_LONG
+            else:
+                yield raw
+
+    def _take(self, number: int, raw: str | bytes | None) -> None:
+        if raw is _TOO_LONG:
+            self._reject(number, None, "service", None, _error(
+                "LineTooLong", "line_too_long",
+                f"line is longer than --max-line-bytes ({self._max_line_bytes} bytes); "
+                "skipped"))
+            return
         if isinstance(raw, bytes):
             try:
                 text = raw.decode("utf-8")
@@ -470,6 +519,11 @@ class _Runner:
             return
         try:
             obj = json.loads(text)
+        except RecursionError:
+            self._reject(number, None, "service", None, _error(
+                "MalformedLine", "malformed_line", "not JSON this command reads: nested "
+                "too deeply"))
+            return
         except ValueError as exc:
             self._reject(number, None, "service", None,
                          _error("MalformedLine", "malformed_line", f"not JSON: {exc}"))
@@ -632,12 +686,15 @@ def _start_ray(backend: RayBackend, address: str) -> None:
 
 
 def _open_host(args: argparse.Namespace, stderr: _Stream
-               ) -> tuple[PluginHost, MetricsServer | None]:
-    """The host with the plugins of the command line, started, and its metrics."""
+               ) -> tuple[PluginHost, MetricsServer | None, list[str]]:
+    """The host with the plugins of the command line, started, its metrics, and the
+    services that failed to start."""
     config = ServiceConfig(queue_size=args.queue_size, dispatch_timeout=args.dispatch_timeout,
-                           fail_after=args.fail_after)
+                           fail_after=args.fail_after, stop_timeout=args.stop_timeout,
+                           cancel_grace=args.cancel_grace)
     metrics: MetricsServer | None = None
     host = PluginHost(backend=_backend(args))
+    not_started: list[str] = []
     try:
         if host.backend is not None:
             _start_ray(host.backend, args.ray)
@@ -648,34 +705,67 @@ def _open_host(args: argparse.Namespace, stderr: _Stream
             host.start_all()
         except errors.ServiceFailed as exc:  # the others run; its events are rejected
             stderr.write_line(f"plugin-service: warning: {exc}")
+            not_started = list(getattr(exc, "services", None) or ())
     except BaseException:
         host.close()
         if metrics is not None:
             metrics.close()
         raise
-    return host, metrics
+    return host, metrics, not_started
 
 
-def _run(args: argparse.Namespace, stdin: TextIO, stdout: _Stream, stderr: _Stream) -> int:
+def _announce(args: argparse.Namespace, stderr: _Stream) -> Callable[[str, bool], None]:
+    """What the run says on stderr when a stop signal arrives (on the signal thread)."""
+    def bound(seconds: float | None, option: str) -> str:
+        return f"no bound ({option})" if seconds is None else f"{seconds:g}s ({option})"
+
+    def announce(name: str, forced: bool) -> None:
+        if forced:
+            stderr.write_line(f"plugin-service: {name} again: stopping now; queued events "
+                              "are dropped, running handlers cancelled (they get "
+                              f"{bound(args.cancel_grace, '--cancel-grace')} to return)")
+        else:
+            stderr.write_line(f"plugin-service: {name}: draining accepted events: up to "
+                              f"{bound(args.stop_timeout, '--stop-timeout')} + "
+                              f"{bound(args.cancel_grace, '--cancel-grace')}; press Ctrl-C "
+                              "again (or send the signal again) to stop now")
+    return announce
+
+
+def _run(args: argparse.Namespace, stdin: TextIO | None, stdout: _Stream,
+         stderr: _Stream) -> int:
     """``plugin-service run``: host, feed stdin, drain, report; returns the exit code."""
-    host, metrics = _open_host(args, stderr)
-    runner = _Runner(host, stdout, args.submit_timeout)
+    host, metrics, not_started = _open_host(args, stderr)
+    runner = _Runner(host, stdout, args.submit_timeout, args.max_line_bytes)
     reporter = _StatusReporter(host, stderr)
-    signals = _Signals(runner.request_stop, reporter.request)
+    services = [handle.name for handle in host.services()]
+    nothing_runs = bool(services) and sorted(not_started) == sorted(services) \
+        and not host.status().tools
     try:
-        signals.install()
-        runner.feed(stdin, signals.wakeup_fd)
-        logger.info("stopping on {}: draining accepted events", runner.stop_reason)
+        # The first stop signal ends the feed; leaving the block closes the host on
+        # this thread, draining, and a second signal cuts that drain short.
+        with _SignalDrain(host, timeout=None, signals=_STOP_SIGNALS,
+                          on_signal=_announce(args, stderr),
+                          also={_STATUS_SIGNAL: reporter.request}) as stop:
+            if nothing_runs:
+                stderr.write_line("plugin-service: error: no service could start")
+            else:
+                runner.feed(stdin, stop)
+                logger.info("stopping on {}: draining accepted events", runner.stop_reason)
     finally:
-        # The handlers stay ours while draining: another Ctrl-C cannot cut the
-        # drain short (each service's stop_timeout bounds it).
-        host.close()
+        host.close()  # a no-op after the drain; closes the host if installing failed
         runner.finish(timeout=10.0)
-        signals.restore()
         reporter.close()
         final = _write_status(host, stderr, "exit")
         if metrics is not None:
             metrics.close()
+    code = 1 if nothing_runs else 0
+    failed = sorted(name for name, service in final["services"].items()
+                    if service.get("state") == LifecycleState.FAILED.value)
+    if failed and not nothing_runs:
+        stderr.write_line("plugin-service: error: service(s) ended failed: "
+                          + ", ".join(repr(name) for name in failed))
+        code = 1
     if args.status_file:
         try:
             with open(args.status_file, "w", encoding="utf-8") as file:
@@ -684,12 +774,13 @@ def _run(args: argparse.Namespace, stdin: TextIO, stdout: _Stream, stderr: _Stre
         except OSError as exc:
             stderr.write_line(f"plugin-service: error: cannot write status file: {exc}")
             return 1
-    return 0
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``plugin-service`` with ``argv`` (default: ``sys.argv[1:]``); returns the
-    exit code: 0, 2 for a command line that cannot run (usage, plugin loading)."""
+    exit code: 0; 1 when a service ended FAILED or none could start; 2 for a command
+    line that cannot run (usage, plugin loading)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     stdout, stderr = _Stream(sys.stdout), _Stream(sys.stderr)

@@ -28,6 +28,7 @@ PLUGINS = textwrap.dedent('''
     """Plugins for the command-line tests, imported by the child as cli_plugins."""
     import os
     import pathlib
+    import sys
     import time
 
     from plugin_service import Ingress, ServicePlugin, ToolPlugin
@@ -74,6 +75,29 @@ PLUGINS = textwrap.dedent('''
 
         def handle_ingress(self, event, ctx):
             return {1, 2} if event.payload == "set" else object()
+
+
+    class Blocker(ServicePlugin):
+        """Writes "entered <payload>" to stderr, then waits until it is cancelled
+        (a forced stop) and answers "cancelled"."""
+
+        ingresses = [Ingress("in")]
+
+        def handle_ingress(self, event, ctx):
+            print("entered %s" % event.payload, file=sys.stderr, flush=True)
+            return "cancelled" if ctx.wait(60) else "not cancelled"
+
+
+    class WontStart(ServicePlugin):
+        """Its start() raises: the service ends FAILED before taking an event."""
+
+        ingresses = [Ingress("in")]
+
+        def start(self):
+            raise RuntimeError("no database")
+
+        def handle_ingress(self, event, ctx):
+            return None
 
 
     class Shout(ToolPlugin):
