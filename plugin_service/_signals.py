@@ -152,16 +152,17 @@ class _SignalDrain:
                 if signum == _QUIT:
                     return
                 try:
-                    self._dispatch(signal.Signals(signum))
+                    self._dispatch(signum)
                 except Exception:  # a callback's bug must not end the signal thread
                     logger.opt(exception=True).error("signal {} handling raised", signum)
 
-    def _dispatch(self, signum: signal.Signals) -> None:
+    def _dispatch(self, signum: int) -> None:
+        # Other signals (their own Python handlers run on the main thread as usual)
+        # write here too while this wake-up fd is set: they are not ours to act on.
         if signum in self._stop_signals:
-            self._stop_signal(signum.name)
+            self._stop_signal(signal.Signals(signum).name)
         elif signum in self._also:
-            self._also[signum](signum.name)
-        # Other signals: their own Python handlers run on the main thread as usual.
+            self._also[signal.Signals(signum)](signal.Signals(signum).name)
 
     def _stop_signal(self, name: str) -> None:
         self._count += 1
