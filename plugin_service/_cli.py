@@ -317,7 +317,7 @@ def _add_plugins(host: PluginHost, args: argparse.Namespace, config: ServiceConf
 
 # --------------------------------------------------------------------- run
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-_STATUS_SIGNAL = signal.SIGUSR1
+_STATUS_SIGNAL: int | None = getattr(signal, "SIGUSR1", None)  # none on Windows
 
 
 def _write_status(host: PluginHost, stderr: _Stream, reason: str) -> dict[str, Any]:
@@ -746,7 +746,8 @@ def _run(args: argparse.Namespace, stdin: TextIO | None, stdout: _Stream,
         # this thread, draining, and a second signal cuts that drain short.
         with _SignalDrain(host, timeout=None, signals=_STOP_SIGNALS,
                           on_signal=_announce(args, stderr),
-                          also={_STATUS_SIGNAL: reporter.request}) as stop:
+                          also={} if _STATUS_SIGNAL is None
+                          else {_STATUS_SIGNAL: reporter.request}) as stop:
             if nothing_runs:
                 stderr.write_line("plugin-service: error: no service could start")
             else:
