@@ -107,3 +107,25 @@ def test_closed_stdin_is_end_of_input_not_a_traceback(workdir: Path) -> None:
     (final,) = _status_lines(done.stderr.splitlines())
     assert final["status"]["services"]["echo"]["state"] == "stopped"
 
+
+
+# ------------------------------------------------------ the line splitter
+def _split(chunks: list[bytes], limit: int) -> list[bytes | None]:
+    from plugin_service._cli import _LineSplitter
+
+    splitter = _LineSplitter(limit)
+    lines: list[bytes | None] = [line for chunk in chunks for line in splitter.feed(chunk)]
+    last = splitter.end()
+    return lines + ([last] if last is not None else [])
+
+
+def test_splitter_joins_a_line_cut_across_chunks_and_keeps_the_last_one() -> None:
+    assert _split([b"ab", b"c\nde", b"f\n", b"g"], limit=10) == [b"abc\n", b"def\n", b"g"]
+
+
+def test_splitter_reports_a_long_line_once_across_chunks_and_resumes() -> None:
+    # None stands for a line over the limit: reported as soon as it is known.
+    assert _split([b"12345", b"6789", b"0123", b"\nok\n"], limit=5) == [None, b"ok\n"]
+    assert _split([b"123456\nok\n"], limit=5) == [None, b"ok\n"]
+    assert _split([b"12345\n"], limit=5) == [b"12345\n"]
+    assert _split([b"123456"], limit=5) == [None]
