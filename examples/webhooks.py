@@ -10,9 +10,12 @@ payload, ``kind`` and ``source`` from the optional ``X-Event-Kind`` and
 * 429 (with ``Retry-After``) when the service's queue is full (``QueueFull``),
 * 503 (with ``Retry-After``) when the service is not running
   (``ServiceUnavailable``, ``ServiceStopped``, ``ServiceFailed``),
-* 404 for any other path, 405 for another method on a hook.
+* 404 for a hook the app does not serve (``hooks``) and any other path, 405 for
+  another method on a hook.
 
-``GET /status`` answers the service's status as JSON. Run it with::
+``GET /status`` (or ``HEAD``) answers the service's status as JSON. SIGTERM (as
+sent by ``docker stop`` or systemd) or Ctrl-C stops the server and drains every
+accepted event; a second one stops at once (see ``drain_on_signals``). Run it with::
 
     python examples/webhooks.py
     curl -i -H 'Content-Type: application/json' -d '{"id": 1, "total": 9.5}' \\
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import make_server
@@ -33,6 +37,7 @@ from plugin_service import (
     PluginHost,
     ServiceConfig,
     ServicePlugin,
+    drain_on_signals,
     errors,
 )
 
@@ -59,20 +64,23 @@ def _error(type_name: str, message: str, kind: str | None = None) -> dict[str, A
     return {"error": {"type": type_name, "kind": kind, "message": message}}
 
 
-def make_app(host: PluginHost, service_name: str, *,
+def make_app(host: PluginHost, service_name: str, *, hooks: Iterable[str] | None = None,
              max_body: int = 1 << 20) -> WSGIApp:
     """A WSGI app that routes ``POST /hooks/<ingress>`` to service ``service_name``.
 
-    Submits never block the request thread; the handler runs later on the
-    service's worker. Bodies over ``max_body`` bytes are refused with 413.
+    ``hooks`` names the ingresses served (any other is 404); None serves every
+    name, leaving an undeclared one to the service (400). Submits never block the
+    request thread; the handler runs later on the service's worker. Bodies over
+    ``max_body`` bytes are refused with 413.
     """
+    served = None if hooks is None else frozenset(hooks)
 
     def respond(start_response: StartResponse, status: int, body: dict[str, Any],
-                extra: Iterable[tuple[str, str]] = ()) -> list[bytes]:
+                extra: Iterable[tuple[str, str]] = (), head: bool = False) -> list[bytes]:
         data = json.dumps(body).encode("utf-8")
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
         start_response(f"{status} {_REASONS[status]}", headers + list(extra))
-        return [data]
+        return [] if head else [data]  # HEAD: the GET's headers, no body
 
     def read_json(environ: Environ) -> tuple[int | None, Any]:
         """``(None, payload)``, or ``(status, error body)`` when the body is unusable."""
@@ -87,22 +95,29 @@ def make_app(host: PluginHost, service_name: str, *,
             return None, json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             return 400, _error("MalformedJSON", f"the body is not JSON: {exc}")
+        except RecursionError:  # a small body can nest deeper than the decoder recurses
+            return 400, _error("MalformedJSON", "the body is not JSON this app reads: "
+                                                "nested too deeply")
 
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
-        if path == "/status" and method == "GET":
+        head = method == "HEAD"
+        if path == "/status" and method in ("GET", "HEAD"):
             try:
                 status = host.service(service_name).status().to_dict()
             except errors.ServiceNotFound as exc:
-                return respond(start_response, 503, _error(type(exc).__name__, str(exc)))
-            return respond(start_response, 200, status)
+                return respond(start_response, 503, _error(type(exc).__name__, str(exc)),
+                               head=head)
+            return respond(start_response, 200, status, head=head)
         parts = path.split("/")
-        if len(parts) != 3 or parts[:2] != ["", "hooks"] or not parts[2]:
-            return respond(start_response, 404, _error("NotFound", f"no route for {path}"))
+        if len(parts) != 3 or parts[:2] != ["", "hooks"] or not parts[2] \
+                or (served is not None and parts[2] not in served):
+            return respond(start_response, 404, _error("NotFound", f"no route for {path}"),
+                           head=head)
         if method != "POST":
             return respond(start_response, 405, _error("MethodNotAllowed", "POST a hook"),
-                           [("Allow", "POST")])
+                           [("Allow", "POST")], head=head)
         problem, payload = read_json(environ)
         if problem is not None:
             return respond(start_response, problem, payload)
@@ -132,18 +147,34 @@ class OrderPrinter(ServicePlugin):
               flush=True)
 
 
+def _say_draining(name: str, forced: bool) -> None:
+    if forced:
+        print(f"{name} again: stopping now, dropping queued events", file=sys.stderr,
+              flush=True)
+    else:
+        print(f"{name}: draining accepted events (again to stop now)", file=sys.stderr,
+              flush=True)
+
+
 def main(port: int = 8000) -> int:
-    """Serve the example on 127.0.0.1:``port`` until Ctrl-C, then drain and stop."""
+    """Serve the example on 127.0.0.1:``port`` until SIGTERM or Ctrl-C, then stop
+    taking requests and drain every accepted event."""
     with PluginHost() as host:
         host.add_service("webhooks", OrderPrinter, ServiceConfig(queue_size=100, fail_after=None))
         host.start_all(timeout=5)
-        with make_server("127.0.0.1", port, make_app(host, "webhooks")) as server:
+        hooks = [ingress.name for ingress in OrderPrinter.ingresses]
+        with make_server("127.0.0.1", port, make_app(host, "webhooks", hooks=hooks)) as server, \
+                drain_on_signals(host, on_signal=_say_draining) as stop:
+            # The server runs on a thread so that the main thread can wait for a stop
+            # signal; leaving the block closes the host on the main thread, draining.
+            serving = threading.Thread(target=server.serve_forever, name="http",
+                                       daemon=True)
+            serving.start()
             print(f"POST JSON to http://127.0.0.1:{server.server_port}/hooks/orders "
                   "(Ctrl-C stops)", flush=True)
-            try:
-                server.serve_forever()
-            except KeyboardInterrupt:
-                pass
+            stop.wait()
+            server.shutdown()  # no new request from here on; the accepted ones drain
+            serving.join()
     return 0
 
 

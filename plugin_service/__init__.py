@@ -27,6 +27,7 @@ from ._lifecycle import LifecycleState
 from ._plugin import ServicePlugin, ToolPlugin
 from ._ray import RayBackend
 from ._service import ServiceHandle
+from ._signals import drain_on_signals
 
 _logger.disable("plugin_service")
 
@@ -57,4 +58,5 @@ __all__ = [
     "ToolStatus",
     "LoadReport",
     "RayBackend",
+    "drain_on_signals",
 ]

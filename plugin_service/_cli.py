@@ -15,25 +15,23 @@ import json
 import logging
 import os
 import queue
-import select
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
-from types import FrameType
-from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from loguru import logger
 
 from . import __version__, errors
+from ._cli_feed import _MAX_LINE_BYTES, _Runner, _Stream
 from ._config import ServiceConfig
 from ._demo import run_demo
-from ._diagnostics import DiagnosticKind, jsonable
 from ._discovery import DEFAULT_GROUP, classify
-from ._events import IngressEvent, new_correlation_id
 from ._host import PluginHost
+from ._lifecycle import LifecycleState
 from ._ray import RayBackend
+from ._signals import _SignalDrain
 
 if TYPE_CHECKING:
     from loguru import Record
@@ -56,58 +54,19 @@ output, one JSON line per input line, in the order outcomes complete:
   outcomes: succeeded, failed, timed_out, dropped, rejected; tool lines carry
   "tool" instead of "service"; a malformed line is rejected with type
   MalformedLine (or InvalidEvent, ServiceNotFound, ToolNotFound) and the run
-  goes on.
+  goes on; so is a line longer than --max-line-bytes, with type LineTooLong.
 
-end of input, Ctrl-C (SIGINT) or SIGTERM stops the host, draining every accepted
-event first. SIGUSR1 writes {"status": {...}, "reason": "SIGUSR1"} as one line to
-stderr; the final status is written the same way at exit ("reason": "exit").
+stopping: end of input, Ctrl-C (SIGINT) or SIGTERM stops reading and drains
+every accepted event, each service for up to --stop-timeout, then a running
+handler is cancelled and gets --cancel-grace. A second Ctrl-C or SIGTERM stops
+now: queued events are answered as dropped. SIGUSR1 writes
+{"status": {...}, "reason": "SIGUSR1"} as one line to stderr; the final status
+is written the same way at exit ("reason": "exit").
+
+exit status: 0 when every service stopped cleanly; 1 when a service ended
+FAILED or no service could start; 2 for a command line that cannot run (bad
+option, plugin that cannot be loaded, nothing to host).
 """
-
-
-# ----------------------------------------------------------------- output
-class _Stream:
-    """A text stream written one whole line at a time under a lock, so lines from
-    worker threads, the status thread and loguru never interleave. A reader that
-    went away (closed pipe) is ignored: the run must still drain and exit."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self.lock = threading.Lock()
-        self.broken = False
-
-    def write_line(self, text: str) -> None:
-        with self.lock:
-            self.write_locked(text)
-
-    def write_locked(self, text: str) -> None:
-        try:
-            self._stream.write(text if text.endswith("\n") else text + "\n")
-            self._stream.flush()
-        except (OSError, ValueError):
-            self.broken = True
-
-
-def _json_safe(value: Any) -> Any:
-    """``value`` if JSON can carry it, else its status-style conversion, else its repr."""
-    for candidate in (value, jsonable(value)):
-        try:
-            json.dumps(candidate, allow_nan=False)
-            return candidate
-        except (TypeError, ValueError, RecursionError):
-            continue
-    try:
-        return repr(value)
-    except Exception:  # a plugin's __repr__ may raise anything
-        return f"<unrepresentable {type(value).__name__}>"
-
-
-def _error(type_name: str, kind: str, message: str) -> dict[str, str]:
-    return {"type": type_name, "kind": kind, "message": message}
-
-
-def _error_of(exc: BaseException) -> dict[str, str]:
-    kind = exc.kind.value if isinstance(exc, errors.PluginServiceError) else "error"
-    return _error(type(exc).__name__, kind, str(exc))
 
 
 # ---------------------------------------------------------------- logging
@@ -139,24 +98,36 @@ def _configure_logging(level: str | int | None, stderr: _Stream) -> None:
 
 
 # ------------------------------------------------------------------ parser
+# argparse names a type function that raises ValueError in its message ("invalid
+# _seconds value"); these raise ArgumentTypeError themselves, with words for a person.
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+        raise argparse.ArgumentTypeError(f"invalid count: {text!r} (an integer >= 1)")
     return value
 
 
 def _seconds(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
     if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text}")
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r} "
+                                         "(a number >= 0)")
     return value
 
 
 def _port(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
     if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got {text}")
+        raise argparse.ArgumentTypeError(f"invalid port: {text!r} (0-65535)")
     return value
 
 
@@ -217,6 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--submit-timeout", metavar="S", type=_seconds, default=5.0,
                      help="how long a line waits for room in a full queue before it is "
                           "rejected with QueueFull (default: 5)")
+    run.add_argument("--stop-timeout", metavar="S", type=_seconds, default=30.0,
+                     help="on stop, how long each service may drain its queue before "
+                          "what is left is dropped and a running handler cancelled "
+                          "(default: 30)")
+    run.add_argument("--cancel-grace", metavar="S", type=_seconds, default=5.0,
+                     help="how long a cancelled handler may take to return before its "
+                          "service is failed (default: 5)")
+    run.add_argument("--max-line-bytes", metavar="N", type=_positive_int,
+                     default=_MAX_LINE_BYTES,
+                     help="longest input line; a longer one is rejected with LineTooLong "
+                          f"and skipped (default: {_MAX_LINE_BYTES}, 1 MiB)")
     run.add_argument("--status-file", metavar="PATH",
                      help="also write the final status as JSON to PATH")
     run.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
@@ -283,8 +265,8 @@ def _add_plugins(host: PluginHost, args: argparse.Namespace, config: ServiceConf
 
 
 # --------------------------------------------------------------------- run
-_STOP_SIGNALS = ("SIGINT", "SIGTERM")
-_STATUS_SIGNAL = "SIGUSR1"
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_STATUS_SIGNAL: int | None = getattr(signal, "SIGUSR1", None)  # none on Windows
 
 
 def _write_status(host: PluginHost, stderr: _Stream, reason: str) -> dict[str, Any]:
@@ -323,259 +305,6 @@ class _StatusReporter:
             if reason is None:
                 return
             _write_status(self._host, self._stderr, reason)
-
-
-class _Signals:
-    """SIGINT and SIGTERM stop the run; SIGUSR1 asks for the status.
-
-    The handlers only set a flag or queue a request. A signal may land on any
-    thread of the process, and then a main thread blocked in a read would never
-    see it. So the run also sets a wake-up pipe (``signal.set_wakeup_fd``): the
-    interpreter writes to it whichever thread the signal lands on, and the main
-    thread waits on stdin and this pipe together.
-    """
-
-    def __init__(self, on_stop: Callable[[str], None],
-                 on_status: Callable[[str], None]) -> None:
-        self._on_stop = on_stop
-        self._on_status = on_status
-        self._previous: list[tuple[int, Any]] = []
-        self._old_wakeup: int | None = None
-        self.wakeup_fd: int | None = None  # readable after any of our signals
-        self._write_fd: int | None = None
-
-    def install(self) -> None:
-        """Install the handlers (main thread only; elsewhere, nothing happens)."""
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for name in (*_STOP_SIGNALS, _STATUS_SIGNAL):
-            signum = getattr(signal, name, None)
-            if signum is not None:
-                self._previous.append((signum, signal.signal(signum, self._handle)))
-        if hasattr(select, "select") and os.name == "posix":
-            read_fd, write_fd = os.pipe()
-            os.set_blocking(read_fd, False)
-            os.set_blocking(write_fd, False)
-            self.wakeup_fd, self._write_fd = read_fd, write_fd
-            self._old_wakeup = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-
-    def restore(self) -> None:
-        """Give the process back its handlers and wake-up fd."""
-        if self._write_fd is not None:
-            signal.set_wakeup_fd(-1 if self._old_wakeup is None else self._old_wakeup)
-        for signum, handler in self._previous:
-            if handler is not None:  # None: a handler not set from Python, left as is
-                signal.signal(signum, handler)
-        for fd in (self.wakeup_fd, self._write_fd):
-            if fd is not None:
-                os.close(fd)
-        self.wakeup_fd = self._write_fd = None
-        self._previous = []
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if name == _STATUS_SIGNAL:
-            self._on_status(name)
-        else:
-            self._on_stop(name)
-
-
-def _drain_fd(fd: int) -> None:
-    try:
-        while os.read(fd, 512):
-            pass
-    except (BlockingIOError, InterruptedError):
-        pass
-
-
-class _Runner:
-    """Feeds the lines of stdin to a started host and writes every outcome once.
-
-    Lines are read and submitted on the calling thread, one at a time, so a stop
-    between two lines never leaves an accepted event unanswered. Accepted events
-    and tool calls are answered from the done-callbacks of their futures, on the
-    thread that settles them; ``_pending`` holds what was accepted and not yet
-    answered.
-    """
-
-    def __init__(self, host: PluginHost, stdout: _Stream, submit_timeout: float) -> None:
-        self._host = host
-        self._out = stdout
-        self._submit_timeout = submit_timeout
-        self._pending: dict[int, tuple[str | None, str, Any]] = {}
-        self._all_answered = threading.Condition(stdout.lock)
-        self.stop_reason: str | None = None
-
-    def request_stop(self, reason: str) -> None:
-        """Stop before the next line; only sets a flag, so a signal handler may call it."""
-        if self.stop_reason is None:
-            self.stop_reason = reason
-
-    # ------------------------------------------------------------- reading
-    def feed(self, stdin: TextIO | BinaryIO, wakeup_fd: int | None) -> None:
-        """Submit the lines of ``stdin`` until its end or a stop request. With
-        ``wakeup_fd``, a wait for input also ends when that fd turns readable."""
-        for number, raw in enumerate(self._lines(stdin, wakeup_fd), start=1):
-            self._take(number, raw)
-            if self.stop_reason is not None:
-                return
-        self.request_stop("end of input")
-
-    def _lines(self, stdin: TextIO | BinaryIO, wakeup_fd: int | None
-               ) -> Iterator[str | bytes]:
-        try:
-            fd = stdin.fileno()
-        except (AttributeError, OSError, ValueError):
-            fd = None
-        if fd is None or wakeup_fd is None:
-            # No fd to wait on (an in-memory stream, or no wake-up pipe on this
-            # platform): a stop is seen after the next line or the end of input.
-            reader = getattr(stdin, "buffer", stdin)
-            while self.stop_reason is None:
-                raw = reader.readline()
-                if not raw:
-                    return
-                yield raw
-            return
-        pending = bytearray()
-        while self.stop_reason is None:
-            newline = pending.find(b"\n")
-            if newline >= 0:
-                line = bytes(pending[:newline + 1])
-                del pending[:newline + 1]
-                yield line
-                continue
-            ready, _, _ = select.select([fd, wakeup_fd], [], [])
-            if wakeup_fd in ready:
-                _drain_fd(wakeup_fd)  # the handler has set its flag by now
-            if fd in ready and self.stop_reason is None:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    if pending:
-                        yield bytes(pending)
-                    return
-                pending += chunk
-
-    def _take(self, number: int, raw: str | bytes) -> None:
-        if isinstance(raw, bytes):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                self._reject(number, None, "service", None, _error(
-                    "MalformedLine", "malformed_line", f"line is not UTF-8: {exc}"))
-                return
-        else:
-            text = raw
-        if not text.strip():
-            return
-        try:
-            obj = json.loads(text)
-        except ValueError as exc:
-            self._reject(number, None, "service", None,
-                         _error("MalformedLine", "malformed_line", f"not JSON: {exc}"))
-            return
-        if isinstance(obj, dict) and "tool" in obj:
-            self._call_tool(number, obj)
-        elif isinstance(obj, dict) and "service" in obj:
-            self._submit_event(number, obj)
-        else:
-            self._reject(number, None, "service", None, _error(
-                "MalformedLine", "malformed_line",
-                "a line is a JSON object with a 'service' or a 'tool' field"))
-
-    def _submit_event(self, number: int, obj: dict[str, Any]) -> None:
-        service = obj["service"]
-        cid = obj.get("correlation_id")
-        if "ingress" not in obj:
-            error = errors.InvalidEvent("missing field 'ingress'",
-                                        service=service if isinstance(service, str) else None)
-            self._reject(number, cid, "service", service, _error_of(error))
-            return
-        fields: dict[str, Any] = {"kind": obj.get("kind", "event")}
-        if cid is not None:
-            fields["correlation_id"] = cid
-        event = IngressEvent(obj["ingress"], obj.get("source", "stdin"), obj.get("payload"),
-                             **fields)
-        logger.debug("line {}: event {} for service {}", number, event.correlation_id,
-                     service)
-        try:
-            future = self._host.submit(service, event, block=True,
-                                       timeout=self._submit_timeout)
-        except errors.PluginServiceError as exc:
-            self._reject(number, event.correlation_id, "service", service, _error_of(exc))
-            return
-        self._accept(number, event.correlation_id, "service", service, future)
-
-    def _call_tool(self, number: int, obj: dict[str, Any]) -> None:
-        tool = obj["tool"]
-        cid = obj.get("correlation_id")
-        if not isinstance(cid, str) or not cid.strip():
-            cid = new_correlation_id()
-        logger.debug("line {}: call {} of tool {}", number, cid, tool)
-        try:
-            future = self._host.submit_tool(tool, obj.get("request"))
-        except errors.PluginServiceError as exc:
-            self._reject(number, cid, "tool", tool, _error_of(exc))
-            return
-        self._accept(number, cid, "tool", tool, future)
-
-    # ----------------------------------------------------------- answering
-    def _reject(self, number: int, cid: Any, key: str, target: Any,
-                error: dict[str, str]) -> None:
-        self._write(cid, key, target, "rejected", "error", error, number)
-
-    def _write(self, cid: Any, key: str, target: Any, outcome: str, what: str,
-               value: Any, number: int) -> None:
-        record = {"correlation_id": _json_safe(cid), key: _json_safe(target),
-                  "outcome": outcome, what: value, "line": number}
-        self._out.write_line(json.dumps(record, allow_nan=False))
-
-    def _accept(self, number: int, cid: str | None, key: str, target: str,
-                future: Future[Any]) -> None:
-        with self._all_answered:
-            self._pending[number] = (cid, key, target)
-        future.add_done_callback(lambda done: self._answer(number, done))
-
-    def _answer(self, number: int, future: Future[Any]) -> None:
-        """Done-callback: write the outcome line (runs on the settling thread)."""
-        if future.cancelled():
-            outcome, what, value = "dropped", "error", _error(
-                "CancelledError", DiagnosticKind.SERVICE_STOPPED.value, "cancelled")
-        else:
-            exc = future.exception()
-            if exc is None:
-                outcome, what, value = "succeeded", "result", _json_safe(future.result())
-            else:
-                outcome, what, value = _outcome_of(exc), "error", _error_of(exc)
-        with self._all_answered:
-            entry = self._pending.pop(number, None)
-            if entry is not None:
-                cid, key, target = entry
-                record = {"correlation_id": cid, key: _json_safe(target),
-                          "outcome": outcome, what: value, "line": number}
-                self._out.write_locked(json.dumps(record, allow_nan=False))
-            if not self._pending:
-                self._all_answered.notify_all()
-
-    def finish(self, timeout: float) -> None:
-        """After the host closed: wait for the last answers; anything still open
-        (a thread stuck past every bound) is answered as dropped."""
-        with self._all_answered:
-            self._all_answered.wait_for(lambda: not self._pending, timeout)
-            for number, (cid, key, target) in sorted(self._pending.items()):
-                record = {"correlation_id": cid, key: _json_safe(target), "outcome": "dropped",
-                          "error": _error("HostClosed", DiagnosticKind.HOST_CLOSED.value,
-                                          "no outcome before exit"), "line": number}
-                self._out.write_locked(json.dumps(record))
-            self._pending.clear()
-
-
-def _outcome_of(exc: BaseException) -> str:
-    if isinstance(exc, (errors.DispatchTimeout, errors.ToolTimeout)):
-        return "timed_out"
-    if isinstance(exc, (errors.ServiceStopped, errors.ServiceFailed, errors.HostClosed)):
-        return "dropped"  # accepted, then withdrawn by a stop or a failure
-    return "failed"
 
 
 def _serve_metrics(host: PluginHost, args: argparse.Namespace,
@@ -632,12 +361,15 @@ def _start_ray(backend: RayBackend, address: str) -> None:
 
 
 def _open_host(args: argparse.Namespace, stderr: _Stream
-               ) -> tuple[PluginHost, MetricsServer | None]:
-    """The host with the plugins of the command line, started, and its metrics."""
+               ) -> tuple[PluginHost, MetricsServer | None, list[str]]:
+    """The host with the plugins of the command line, started, its metrics, and the
+    services that failed to start."""
     config = ServiceConfig(queue_size=args.queue_size, dispatch_timeout=args.dispatch_timeout,
-                           fail_after=args.fail_after)
+                           fail_after=args.fail_after, stop_timeout=args.stop_timeout,
+                           cancel_grace=args.cancel_grace)
     metrics: MetricsServer | None = None
     host = PluginHost(backend=_backend(args))
+    not_started: list[str] = []
     try:
         if host.backend is not None:
             _start_ray(host.backend, args.ray)
@@ -648,34 +380,68 @@ def _open_host(args: argparse.Namespace, stderr: _Stream
             host.start_all()
         except errors.ServiceFailed as exc:  # the others run; its events are rejected
             stderr.write_line(f"plugin-service: warning: {exc}")
+            not_started = list(getattr(exc, "services", None) or ())
     except BaseException:
         host.close()
         if metrics is not None:
             metrics.close()
         raise
-    return host, metrics
+    return host, metrics, not_started
 
 
-def _run(args: argparse.Namespace, stdin: TextIO, stdout: _Stream, stderr: _Stream) -> int:
+def _announce(args: argparse.Namespace, stderr: _Stream) -> Callable[[str, bool], None]:
+    """What the run says on stderr when a stop signal arrives (on the signal thread)."""
+    def bound(seconds: float | None, option: str) -> str:
+        return f"no bound ({option})" if seconds is None else f"{seconds:g}s ({option})"
+
+    def announce(name: str, forced: bool) -> None:
+        if forced:
+            stderr.write_line(f"plugin-service: {name} again: stopping now; queued events "
+                              "are dropped, running handlers cancelled (they get "
+                              f"{bound(args.cancel_grace, '--cancel-grace')} to return)")
+        else:
+            stderr.write_line(f"plugin-service: {name}: draining accepted events: up to "
+                              f"{bound(args.stop_timeout, '--stop-timeout')} + "
+                              f"{bound(args.cancel_grace, '--cancel-grace')}; press Ctrl-C "
+                              "again (or send the signal again) to stop now")
+    return announce
+
+
+def _run(args: argparse.Namespace, stdin: TextIO | None, stdout: _Stream,
+         stderr: _Stream) -> int:
     """``plugin-service run``: host, feed stdin, drain, report; returns the exit code."""
-    host, metrics = _open_host(args, stderr)
-    runner = _Runner(host, stdout, args.submit_timeout)
+    host, metrics, not_started = _open_host(args, stderr)
+    runner = _Runner(host, stdout, args.submit_timeout, args.max_line_bytes)
     reporter = _StatusReporter(host, stderr)
-    signals = _Signals(runner.request_stop, reporter.request)
+    services = [handle.name for handle in host.services()]
+    nothing_runs = bool(services) and sorted(not_started) == sorted(services) \
+        and not host.status().tools
     try:
-        signals.install()
-        runner.feed(stdin, signals.wakeup_fd)
-        logger.info("stopping on {}: draining accepted events", runner.stop_reason)
+        # The first stop signal ends the feed; leaving the block closes the host on
+        # this thread, draining, and a second signal cuts that drain short.
+        with _SignalDrain(host, timeout=None, signals=_STOP_SIGNALS,
+                          on_signal=_announce(args, stderr),
+                          also={} if _STATUS_SIGNAL is None
+                          else {_STATUS_SIGNAL: reporter.request}) as stop:
+            if nothing_runs:
+                stderr.write_line("plugin-service: error: no service could start")
+            else:
+                runner.feed(stdin, stop)
+                logger.info("stopping on {}: draining accepted events", runner.stop_reason)
     finally:
-        # The handlers stay ours while draining: another Ctrl-C cannot cut the
-        # drain short (each service's stop_timeout bounds it).
-        host.close()
+        host.close()  # a no-op after the drain; closes the host if installing failed
         runner.finish(timeout=10.0)
-        signals.restore()
         reporter.close()
         final = _write_status(host, stderr, "exit")
         if metrics is not None:
             metrics.close()
+    code = 1 if nothing_runs else 0
+    failed = sorted(name for name, service in final["services"].items()
+                    if service.get("state") == LifecycleState.FAILED.value)
+    if failed and not nothing_runs:
+        stderr.write_line("plugin-service: error: service(s) ended failed: "
+                          + ", ".join(repr(name) for name in failed))
+        code = 1
     if args.status_file:
         try:
             with open(args.status_file, "w", encoding="utf-8") as file:
@@ -684,12 +450,13 @@ def _run(args: argparse.Namespace, stdin: TextIO, stdout: _Stream, stderr: _Stre
         except OSError as exc:
             stderr.write_line(f"plugin-service: error: cannot write status file: {exc}")
             return 1
-    return 0
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``plugin-service`` with ``argv`` (default: ``sys.argv[1:]``); returns the
-    exit code: 0, 2 for a command line that cannot run (usage, plugin loading)."""
+    exit code: 0; 1 when a service ended FAILED or none could start; 2 for a command
+    line that cannot run (usage, plugin loading)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     stdout, stderr = _Stream(sys.stdout), _Stream(sys.stderr)

@@ -10,232 +10,28 @@ import ctypes
 import json
 import os
 import pty
-import queue
 import select
 import signal
 import subprocess
 import sys
 import termios
-import textwrap
-import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-TIMEOUT = 20.0  # seconds any single wait on a child may take before the test fails
-
-PLUGINS = textwrap.dedent('''
-    """Plugins for the command-line tests, imported by the child as cli_plugins."""
-    import os
-    import pathlib
-    import time
-
-    from plugin_service import Ingress, ServicePlugin, ToolPlugin
-
-
-    class Echo(ServicePlugin):
-        """Answers {"echo": payload}; "boom" raises, "invalid" is refused at submit."""
-
-        ingresses = [Ingress("in", validate=lambda payload: payload != "invalid")]
-
-        def handle_ingress(self, event, ctx):
-            if event.payload == "boom":
-                raise RuntimeError("boom")
-            return {"echo": event.payload}
-
-
-    class Gated(ServicePlugin):
-        """Each event waits until the gate file exists, then answers its payload."""
-
-        ingresses = [Ingress("in")]
-
-        def handle_ingress(self, event, ctx):
-            gate = pathlib.Path(os.environ["CLI_TEST_GATE"])
-            deadline = time.monotonic() + 30
-            while not gate.exists() and time.monotonic() < deadline:
-                time.sleep(0.005)
-            return event.payload
-
-
-    class Stuck(ServicePlugin):
-        """Never answers on its own: returns once the runtime cancels it."""
-
-        ingresses = [Ingress("in")]
-
-        def handle_ingress(self, event, ctx):
-            ctx.wait(30)
-            return "too late"
-
-
-    class Opaque(ServicePlugin):
-        """Answers something JSON cannot carry."""
-
-        ingresses = [Ingress("in")]
-
-        def handle_ingress(self, event, ctx):
-            return {1, 2} if event.payload == "set" else object()
-
-
-    class Shout(ToolPlugin):
-        def invoke(self, request, ctx):
-            return str(request).upper()
-''')
-
-ENTRY_POINTS = textwrap.dedent('''
-    [plugin_service.plugins]
-    echo = cli_plugins:Echo
-    shout = cli_plugins:Shout
-
-    [cli_test.other]
-    other = cli_plugins:Echo
-''')
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    """tmp_path with the plugin module and a distribution declaring entry points."""
-    (tmp_path / "cli_plugins.py").write_text(PLUGINS)
-    dist = tmp_path / "cli_test_plugins-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: cli-test-plugins\n"
-                                   "Version: 0.1\n")
-    (dist / "entry_points.txt").write_text(ENTRY_POINTS)
-    return tmp_path
-
-
-def _env(workdir: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(workdir), str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env["CLI_TEST_GATE"] = str(workdir / "gate")
-    env.pop("LOGURU_LEVEL", None)
-    return env
-
-
-def _command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "plugin_service", *args]
-
-
-def _event(payload: Any, service: str = "echo", **fields: Any) -> dict[str, Any]:
-    return {"service": service, "ingress": "in", "kind": "test", "source": "pytest",
-            "payload": payload, **fields}
-
-
-class Child:
-    """A running ``plugin-service``: write lines to its stdin, read its stdout and
-    stderr line by line with a timeout (reader threads feed two queues)."""
-
-    def __init__(self, args: tuple[str, ...], workdir: Path) -> None:
-        self.proc = subprocess.Popen(
-            _command(*args), cwd=workdir, env=_env(workdir), stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
-        self._out: queue.Queue[str | None] = queue.Queue()
-        self._err: queue.Queue[str | None] = queue.Queue()
-        self._readers = [self._reader(self.proc.stdout, self._out),
-                         self._reader(self.proc.stderr, self._err)]
-
-    @staticmethod
-    def _reader(stream: Any, lines: queue.Queue[str | None]) -> threading.Thread:
-        def read() -> None:
-            for line in stream:
-                lines.put(line)
-            lines.put(None)
-        thread = threading.Thread(target=read, daemon=True)
-        thread.start()
-        return thread
-
-    def send(self, *items: Any) -> None:
-        assert self.proc.stdin is not None
-        for item in items:
-            self.proc.stdin.write(item if isinstance(item, str) else json.dumps(item))
-            self.proc.stdin.write("\n")
-        self.proc.stdin.flush()
-
-    def out_line(self) -> dict[str, Any]:
-        """The next outcome line; fails if stdout ends or stays silent."""
-        line = self._out.get(timeout=TIMEOUT)
-        assert line is not None, "stdout closed early"
-        outcome: dict[str, Any] = json.loads(line)
-        return outcome
-
-    def err_line(self, wanted: Callable[[str], bool]) -> str:
-        """Skip stderr lines until one that ``wanted`` accepts."""
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            line = self._err.get(timeout=max(0.0, deadline - time.monotonic()))
-            assert line is not None, "stderr closed before the expected line"
-            if wanted(line):
-                return line
-
-    def close_stdin(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-
-    def finish(self, close_stdin: bool = True) -> tuple[int, list[dict[str, Any]], list[str]]:
-        """Wait for exit: the exit code, the remaining stdout lines (parsed) and
-        the remaining stderr lines."""
-        if close_stdin:
-            self.close_stdin()
-        code = self.proc.wait(timeout=TIMEOUT)
-        for reader in self._readers:
-            reader.join(timeout=TIMEOUT)
-        return code, [json.loads(line) for line in _drain(self._out)], _drain(self._err)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=TIMEOUT)
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                try:
-                    stream.close()
-                except OSError:
-                    pass
-
-
-def _drain(lines: queue.Queue[str | None]) -> list[str]:
-    found: list[str] = []
-    while True:
-        try:
-            line = lines.get_nowait()
-        except queue.Empty:
-            return found
-        if line is not None:
-            found.append(line)
-
-
-@pytest.fixture
-def spawn(workdir: Path) -> Iterator[Callable[..., Child]]:
-    children: list[Child] = []
-
-    def start(*args: str) -> Child:
-        child = Child(args, workdir)
-        children.append(child)
-        return child
-
-    yield start
-    for child in children:
-        child.kill()
-
-
-def _run_once(workdir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_command(*args), cwd=workdir, env=_env(workdir), input=stdin,
-                          capture_output=True, text=True, timeout=TIMEOUT,
-                          check=False)
-
-
-def _status_lines(lines: list[str]) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in lines if line.startswith('{"status"')]
-
-
-def _by_line(outcomes: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    return {outcome["line"]: outcome for outcome in outcomes}
-
+from _cli_support import (  # noqa: F401 - spawn and workdir are fixtures
+    TIMEOUT,
+    _by_line,
+    _command,
+    _env,
+    _event,
+    _run_once,
+    _status_lines,
+    spawn,
+    workdir,
+)
 
 # ---------------------------------------------------------------------- demo
 Completed = tuple[int, str, str]  # exit code, stdout, stderr

@@ -120,7 +120,8 @@ def test_run_with_ray_hosts_the_plugins_in_actor_processes(workdir: Path) -> Non
     child = run_child(
         [sys.executable, "-m", "plugin_service", "run", "--ray", "ray_cli_plugins:Where"],
         workdir, lines)
-    assert child.returncode == 0, child.stderr
+    # The crash fails the service, and a run whose service ended FAILED exits 1.
+    assert child.returncode == 1, child.stderr
     # Every stdout line is an outcome: Ray's own notice of the crash stays off it.
     outcomes = {line["line"]: line for line in json_lines(child.stdout)}
     assert sorted(outcomes) == [1, 2, 3]
@@ -131,8 +132,11 @@ def test_run_with_ray_hosts_the_plugins_in_actor_processes(workdir: Path) -> Non
     assert outcomes[2]["error"]["type"] == "DispatchFailed"
     assert outcomes[3]["outcome"] == "failed"
     assert "PluginCrashed" in outcomes[3]["error"]["message"]
-    # Quiet on stderr: only the final status line, Ray's start-up logs included.
-    (final,) = json_lines(child.stderr)
+    # Quiet on stderr: only the final status line, Ray's start-up logs included, and
+    # the line that says why the exit code is 1.
+    status_line, why = child.stderr.splitlines()
+    assert why == "plugin-service: error: service(s) ended failed: 'where'"
+    final = json.loads(status_line)
     assert final["reason"] == "exit"
     where = final["status"]["services"]["where"]
     assert where["state"] == "failed"

@@ -4,7 +4,11 @@ from __future__ import annotations
 import http.client
 import importlib.util
 import json
+import os
 import queue
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,7 +81,7 @@ def host(orders: Orders) -> Iterator[PluginHost]:
 
 @pytest.fixture
 def server(host: PluginHost) -> Iterator[WSGIServer]:
-    server = make_server("127.0.0.1", 0, webhooks.make_app(host, "orders"),
+    server = make_server("127.0.0.1", 0, webhooks.make_app(host, "orders", hooks=["orders"]),
                          handler_class=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               daemon=True)
@@ -179,3 +183,83 @@ def test_status_path_answers_the_service_status(running: PluginHost, server: WSG
     assert status == 200
     assert (body["name"], body["state"], body["counters"]["enqueued"]) == (
         "orders", "running", 1)
+
+
+def test_undeclared_hook_answers_404(running: PluginHost, server: WSGIServer) -> None:
+    status, _, body = post(server, {"id": 1}, path="/hooks/refunds")
+    assert status == 404
+    assert body["error"]["type"] == "NotFound"
+
+
+def test_head_status_answers_200_without_a_body(running: PluginHost,
+                                                server: WSGIServer) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=TIMEOUT)
+    try:
+        connection.request("HEAD", "/status")
+        response = connection.getresponse()
+        assert response.status == 200
+        assert response.getheader("Content-Type") == "application/json"
+        assert response.read() == b""
+    finally:
+        connection.close()
+    # The connection carried no stray body: the server still answers normally.
+    assert request(server, "GET", "/status")[0] == 200
+
+
+def test_deeply_nested_body_answers_400_and_the_server_goes_on(
+        running: PluginHost, server: WSGIServer, orders: Orders) -> None:
+    deep = b"[" * 1000 + b"]" * 1000
+    status, _, body = request(server, "POST", "/hooks/orders", deep)
+    assert status == 400
+    assert body["error"]["type"] == "MalformedJSON"
+    assert post(server, {"id": 2})[0] == 202
+    assert orders.seen.get(timeout=TIMEOUT).payload == {"id": 2}
+
+
+# ------------------------------------------------- the example as a process
+def _read_lines(stream: Any, lines: queue.Queue[str | None]) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGTERM")
+def test_example_drains_every_accepted_event_on_sigterm_and_exits_0() -> None:
+    proc = subprocess.Popen([sys.executable, str(EXAMPLE), "0"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                [str(EXAMPLE.parents[1]), os.environ.get("PYTHONPATH", "")])})
+    out: queue.Queue[str | None] = queue.Queue()
+    readers = [threading.Thread(target=_read_lines, args=(proc.stdout, out), daemon=True),
+               threading.Thread(target=proc.stderr.read, daemon=True)]  # type: ignore
+    for reader in readers:
+        reader.start()
+    try:
+        banner = out.get(timeout=TIMEOUT)
+        assert banner is not None and "http://127.0.0.1:" in banner
+        port = int(banner.split("http://127.0.0.1:", 1)[1].split("/", 1)[0])
+        accepted = []
+        for n in range(20):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+            try:
+                connection.request("POST", "/hooks/orders", body=json.dumps({"id": n}),
+                                   headers={"Content-Type": "application/json"})
+                response = connection.getresponse()
+                assert response.status == 202
+                accepted.append(json.loads(response.read())["correlation_id"])
+            finally:
+                connection.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=TIMEOUT) == 0
+        for reader in readers:
+            reader.join(TIMEOUT)
+        printed = []
+        while (line := out.get(timeout=TIMEOUT)) is not None:
+            printed.append(line)
+        handled = [line.split()[3].rstrip(":") for line in printed
+                   if line.startswith("orders webhook event ")]
+        assert sorted(handled) == sorted(accepted)  # each accepted event, once
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(TIMEOUT)

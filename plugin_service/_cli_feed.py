@@ -1,0 +1,340 @@
+"""The stdin runner of ``plugin-service run``: JSON lines in, one outcome line out
+for each, written whole under a lock."""
+from __future__ import annotations
+
+import json
+import os
+import select
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from typing import Any, BinaryIO, TextIO
+
+from loguru import logger
+
+from . import errors
+from ._diagnostics import DiagnosticKind, jsonable
+from ._events import IngressEvent, new_correlation_id
+from ._host import PluginHost
+from ._signals import _SignalDrain
+
+_MAX_LINE_BYTES = 1 << 20  # the default of --max-line-bytes
+
+
+class _Stream:
+    """A text stream written one whole line at a time under a lock, so lines from
+    worker threads, the status thread and loguru never interleave. A reader that
+    went away (closed pipe) is ignored: the run must still drain and exit."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.lock = threading.Lock()
+        self.broken = False
+
+    def write_line(self, text: str) -> None:
+        with self.lock:
+            self.write_locked(text)
+
+    def write_locked(self, text: str) -> None:
+        try:
+            self._stream.write(text if text.endswith("\n") else text + "\n")
+            self._stream.flush()
+        except (OSError, ValueError):
+            self.broken = True
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` if JSON can carry it, else its status-style conversion, else its repr."""
+    for candidate in (value, jsonable(value)):
+        try:
+            json.dumps(candidate, allow_nan=False)
+            return candidate
+        except (TypeError, ValueError, RecursionError):
+            continue
+    try:
+        return repr(value)
+    except Exception:  # a plugin's __repr__ may raise anything
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+def _error(type_name: str, kind: str, message: str) -> dict[str, str]:
+    return {"type": type_name, "kind": kind, "message": message}
+
+
+def _error_of(exc: BaseException) -> dict[str, str]:
+    kind = exc.kind.value if isinstance(exc, errors.PluginServiceError) else "error"
+    return _error(type(exc).__name__, kind, str(exc))
+
+
+_TOO_LONG = None  # what _LineSplitter yields for a line over its limit
+
+
+class _LineSplitter:
+    """Cuts a byte stream into lines of at most ``limit`` bytes (without the newline).
+
+    Linear in the input: each byte is searched for a newline once (``_scanned``
+    remembers how far), and deleting a line from the front of a ``bytearray`` does
+    not move the rest. A line over ``limit`` is reported once, as ``_TOO_LONG``, as
+    soon as it is known; its bytes are dropped up to its newline, so the buffer
+    never holds more than ``limit`` plus one chunk.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._buffer = bytearray()
+        self._scanned = 0  # no newline in _buffer[:_scanned]
+        self._skipping = False  # inside a line already reported as too long
+
+    def feed(self, chunk: bytes) -> Iterator[bytes | None]:
+        """The complete lines ``chunk`` ends (newline included), or ``_TOO_LONG``."""
+        buffer = self._buffer
+        buffer += chunk
+        while True:
+            newline = buffer.find(b"\n", self._scanned)
+            if newline < 0:
+                if self._skipping:
+                    buffer.clear()
+                    self._scanned = 0
+                elif len(buffer) > self._limit:
+                    buffer.clear()
+                    self._scanned = 0
+                    self._skipping = True
+                    yield _TOO_LONG
+                else:
+                    self._scanned = len(buffer)
+                return
+            self._scanned = 0
+            if self._skipping:
+                self._skipping = False
+                del buffer[:newline + 1]
+                continue
+            if newline > self._limit:
+                del buffer[:newline + 1]
+                yield _TOO_LONG
+                continue
+            line = bytes(buffer[:newline + 1])
+            del buffer[:newline + 1]
+            yield line
+
+    def end(self) -> bytes | None:
+        """At end of input: the last line if it had no newline, else None."""
+        if self._skipping or not self._buffer:
+            return None
+        return bytes(self._buffer)
+
+
+class _Runner:
+    """Feeds the lines of stdin to a started host and writes every outcome once.
+
+    Lines are read and submitted on the calling thread, one at a time, so a stop
+    between two lines never leaves an accepted event unanswered. Accepted events
+    and tool calls are answered from the done-callbacks of their futures, on the
+    thread that settles them; ``_pending`` holds what was accepted and not yet
+    answered.
+    """
+
+    def __init__(self, host: PluginHost, stdout: _Stream, submit_timeout: float,
+                 max_line_bytes: int = _MAX_LINE_BYTES) -> None:
+        self._host = host
+        self._out = stdout
+        self._submit_timeout = submit_timeout
+        self._max_line_bytes = max_line_bytes
+        self._pending: dict[int, tuple[str | None, str, Any]] = {}
+        self._all_answered = threading.Condition(stdout.lock)
+        self.stop_reason: str | None = None
+
+    # ------------------------------------------------------------- reading
+    def feed(self, stdin: TextIO | BinaryIO | None, stop: _SignalDrain) -> None:
+        """Submit the lines of ``stdin`` until its end or a stop signal (``stop``).
+        A closed stdin (``None``: the command started with fd 0 closed) is empty."""
+        if stdin is not None:
+            for number, raw in enumerate(self._lines(stdin, stop), start=1):
+                try:
+                    self._take(number, raw)
+                except RecursionError:  # a payload nested deep enough to break a check
+                    self._reject(number, None, "service", None, _error(
+                        "MalformedLine", "malformed_line", "line is nested too deeply"))
+                if stop.requested:
+                    break
+        self.stop_reason = stop.reason if stop.requested else "end of input"
+
+    def _lines(self, stdin: TextIO | BinaryIO, stop: _SignalDrain
+               ) -> Iterator[str | bytes | None]:
+        """The raw lines of ``stdin`` (``_TOO_LONG`` for one over the limit), until
+        its end or a stop."""
+        try:
+            fd = stdin.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = None
+        if fd is None or not hasattr(select, "select") or os.name != "posix":
+            # No fd to wait on (an in-memory stream; Windows cannot select a pipe):
+            # a stop is seen after the next line or the end of input.
+            yield from self._lines_of_reader(getattr(stdin, "buffer", stdin), stop)
+            return
+        splitter = _LineSplitter(self._max_line_bytes)
+        stop_fd = stop.fileno()
+        while not stop.requested:
+            ready, _, _ = select.select([fd, stop_fd], [], [])
+            if stop_fd in ready:
+                return
+            try:
+                chunk = os.read(fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:  # EIO (a terminal hung up), EBADF...: no more input
+                chunk = b""
+            if not chunk:
+                last = splitter.end()
+                if last is not None:
+                    yield last
+                return
+            yield from splitter.feed(chunk)
+
+    def _lines_of_reader(self, reader: Any, stop: _SignalDrain
+                         ) -> Iterator[str | bytes | None]:
+        limit = self._max_line_bytes
+        skipping = False
+        while not stop.requested:
+            raw = reader.readline(limit + 1)
+            if not raw:
+                return
+            complete = raw[-1:] in ("\n", b"\n")
+            if skipping:
+                skipping = not complete
+            elif len(raw) - complete > limit:
+                skipping = not complete
+                yield _TOO_LONG
+            else:
+                yield raw
+
+    def _take(self, number: int, raw: str | bytes | None) -> None:
+        if raw is _TOO_LONG:
+            self._reject(number, None, "service", None, _error(
+                "LineTooLong", "line_too_long",
+                f"line is longer than --max-line-bytes ({self._max_line_bytes} bytes); "
+                "skipped"))
+            return
+        if isinstance(raw, bytes):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                self._reject(number, None, "service", None, _error(
+                    "MalformedLine", "malformed_line", f"line is not UTF-8: {exc}"))
+                return
+        else:
+            text = raw
+        if not text.strip():
+            return
+        try:
+            obj = json.loads(text)
+        except RecursionError:
+            self._reject(number, None, "service", None, _error(
+                "MalformedLine", "malformed_line", "not JSON this command reads: nested "
+                "too deeply"))
+            return
+        except ValueError as exc:
+            self._reject(number, None, "service", None,
+                         _error("MalformedLine", "malformed_line", f"not JSON: {exc}"))
+            return
+        if isinstance(obj, dict) and "tool" in obj:
+            self._call_tool(number, obj)
+        elif isinstance(obj, dict) and "service" in obj:
+            self._submit_event(number, obj)
+        else:
+            self._reject(number, None, "service", None, _error(
+                "MalformedLine", "malformed_line",
+                "a line is a JSON object with a 'service' or a 'tool' field"))
+
+    def _submit_event(self, number: int, obj: dict[str, Any]) -> None:
+        service = obj["service"]
+        cid = obj.get("correlation_id")
+        if "ingress" not in obj:
+            error = errors.InvalidEvent("missing field 'ingress'",
+                                        service=service if isinstance(service, str) else None)
+            self._reject(number, cid, "service", service, _error_of(error))
+            return
+        fields: dict[str, Any] = {"kind": obj.get("kind", "event")}
+        if cid is not None:
+            fields["correlation_id"] = cid
+        event = IngressEvent(obj["ingress"], obj.get("source", "stdin"), obj.get("payload"),
+                             **fields)
+        logger.debug("line {}: event {} for service {}", number, event.correlation_id,
+                     service)
+        try:
+            future = self._host.submit(service, event, block=True,
+                                       timeout=self._submit_timeout)
+        except errors.PluginServiceError as exc:
+            self._reject(number, event.correlation_id, "service", service, _error_of(exc))
+            return
+        self._accept(number, event.correlation_id, "service", service, future)
+
+    def _call_tool(self, number: int, obj: dict[str, Any]) -> None:
+        tool = obj["tool"]
+        cid = obj.get("correlation_id")
+        if not isinstance(cid, str) or not cid.strip():
+            cid = new_correlation_id()
+        logger.debug("line {}: call {} of tool {}", number, cid, tool)
+        try:
+            future = self._host.submit_tool(tool, obj.get("request"))
+        except errors.PluginServiceError as exc:
+            self._reject(number, cid, "tool", tool, _error_of(exc))
+            return
+        self._accept(number, cid, "tool", tool, future)
+
+    # ----------------------------------------------------------- answering
+    def _reject(self, number: int, cid: Any, key: str, target: Any,
+                error: dict[str, str]) -> None:
+        self._write(cid, key, target, "rejected", "error", error, number)
+
+    def _write(self, cid: Any, key: str, target: Any, outcome: str, what: str,
+               value: Any, number: int) -> None:
+        record = {"correlation_id": _json_safe(cid), key: _json_safe(target),
+                  "outcome": outcome, what: value, "line": number}
+        self._out.write_line(json.dumps(record, allow_nan=False))
+
+    def _accept(self, number: int, cid: str | None, key: str, target: str,
+                future: Future[Any]) -> None:
+        with self._all_answered:
+            self._pending[number] = (cid, key, target)
+        future.add_done_callback(lambda done: self._answer(number, done))
+
+    def _answer(self, number: int, future: Future[Any]) -> None:
+        """Done-callback: write the outcome line (runs on the settling thread)."""
+        if future.cancelled():
+            outcome, what, value = "dropped", "error", _error(
+                "CancelledError", DiagnosticKind.SERVICE_STOPPED.value, "cancelled")
+        else:
+            exc = future.exception()
+            if exc is None:
+                outcome, what, value = "succeeded", "result", _json_safe(future.result())
+            else:
+                outcome, what, value = _outcome_of(exc), "error", _error_of(exc)
+        with self._all_answered:
+            entry = self._pending.pop(number, None)
+            if entry is not None:
+                cid, key, target = entry
+                record = {"correlation_id": cid, key: _json_safe(target),
+                          "outcome": outcome, what: value, "line": number}
+                self._out.write_locked(json.dumps(record, allow_nan=False))
+            if not self._pending:
+                self._all_answered.notify_all()
+
+    def finish(self, timeout: float) -> None:
+        """After the host closed: wait for the last answers; anything still open
+        (a thread stuck past every bound) is answered as dropped."""
+        with self._all_answered:
+            self._all_answered.wait_for(lambda: not self._pending, timeout)
+            for number, (cid, key, target) in sorted(self._pending.items()):
+                record = {"correlation_id": cid, key: _json_safe(target), "outcome": "dropped",
+                          "error": _error("HostClosed", DiagnosticKind.HOST_CLOSED.value,
+                                          "no outcome before exit"), "line": number}
+                self._out.write_locked(json.dumps(record))
+            self._pending.clear()
+
+
+def _outcome_of(exc: BaseException) -> str:
+    if isinstance(exc, (errors.DispatchTimeout, errors.ToolTimeout)):
+        return "timed_out"
+    if isinstance(exc, (errors.ServiceStopped, errors.ServiceFailed, errors.HostClosed)):
+        return "dropped"  # accepted, then withdrawn by a stop or a failure
+    return "failed"
