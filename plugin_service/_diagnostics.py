@@ -133,24 +133,42 @@ class ServiceStatus:
 
 @attrs.frozen
 class ToolCounters:
-    """Cumulative counts of one tool; ``rejected`` calls are not counted in ``calls``."""
+    """Cumulative counts of one tool; ``rejected`` calls are not counted in ``calls``.
+
+    Every admitted call ends in exactly one outcome: at every snapshot
+    ``calls == succeeded + failed + timed_out + dropped + ToolStatus.in_flight``.
+    ``dropped`` counts calls withdrawn before the tool was called: by
+    ``future.cancel()`` or by ``close()`` (those raise ``HostClosed``). A call
+    abandoned by ``close()`` while still running counts as timed out.
+    """
 
     calls: int = 0
     succeeded: int = 0
     failed: int = 0
     timed_out: int = 0
     rejected: int = 0
+    dropped: int = 0
 
 
 @attrs.frozen
 class ToolStatus:
-    """A snapshot of one tool. ``in_flight`` counts every call holding a bulkhead slot."""
+    """A snapshot of one tool.
+
+    ``in_flight`` counts admitted calls without an outcome yet (waiting for a pool
+    thread, or running); ``overdue`` counts calls whose outcome is recorded (timed
+    out, or abandoned by ``close()``) but whose thread is still inside the tool.
+    Each of them holds a bulkhead slot: ``in_flight + overdue <= max_concurrency``.
+    ``abandoned`` counts the calls ``close()`` stopped waiting for because they were
+    still running past their bound (their threads are left behind).
+    """
 
     name: str
     in_flight: int
     max_concurrency: Optional[int]
     counters: ToolCounters
     last_error: Optional[Diagnostic]
+    overdue: int = 0
+    abandoned: int = 0
 
     def to_dict(self) -> Dict[str, Any]:
         result: Dict[str, Any] = jsonable(self)

@@ -5,7 +5,7 @@ import itertools
 import os
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from loguru import logger
@@ -18,8 +18,9 @@ from ._discovery import DEFAULT_GROUP, LoadReport, classify, entry_points
 from ._future import DispatchFuture
 from ._lifecycle import LifecycleState
 from ._plugin import ServicePlugin
+from ._pool import ToolPool
 from ._service import PLUGIN_STATUS_BOUND, ServiceHandle, _Runtime
-from ._tools import Tool, as_tool_callable
+from ._tools import Tool, as_tool_callable, check_grace
 from ._watchdog import Watchdog
 
 __all__ = ["PluginHost"]
@@ -53,9 +54,15 @@ class PluginHost:
     """Owns service plugins and tool plugins, and the threads that run them.
 
     Beyond one worker thread per running service, a host starts one watchdog
-    thread (timeouts, bounds, restarts) and up to ``tool_workers`` threads in the
-    shared tool executor. Use it as a context manager, or call :meth:`close`, to
-    stop everything and join the threads it started.
+    thread (timeouts, bounds, restarts) and up to ``tool_workers`` daemon threads
+    in the shared tool pool, started as calls need them. Use it as a context
+    manager, or call :meth:`close`, to stop everything and join the threads it
+    started. ``tool_cancel_grace`` (seconds, or None for no bound) is how long
+    ``close()`` waits for a running tool call past its deadline (or, for a call
+    without one, past the start of ``close()``, when it is cancelled).
+
+    Raises ``ValueError`` for a ``tool_workers`` that is not an int >= 1 or a
+    ``tool_cancel_grace`` that is not a number >= 0 or None.
 
     A host belongs to the process that created it: its threads do not survive
     ``os.fork()``, so in a forked child every call raises ``HostForked``,
@@ -64,10 +71,11 @@ class PluginHost:
     """
 
     def __init__(self, *, tool_workers: int = 4, dead_letter_limit: int = 1000,
-                 backend: Any = None) -> None:
+                 backend: Any = None, tool_cancel_grace: Optional[float] = 5.0) -> None:
         if isinstance(tool_workers, bool) or not isinstance(tool_workers, int) \
                 or tool_workers < 1:
             raise ValueError("tool_workers must be an int >= 1, got %r" % (tool_workers,))
+        self._tool_cancel_grace = check_grace(tool_cancel_grace)
         self._lock = threading.Lock()
         self._services: Dict[str, ServiceHandle] = {}
         self._tools: Dict[str, Tool] = {}
@@ -75,9 +83,8 @@ class PluginHost:
         host_id = next(_host_ids)
         self._watchdog = Watchdog("plugin_service-watchdog-%d" % host_id)
         self._runtime = _Runtime(self._watchdog, self._dead_letters)
-        self._tool_thread_prefix = "plugin_service-tools-%d" % host_id
-        self._executor = ThreadPoolExecutor(max_workers=tool_workers,
-                                            thread_name_prefix=self._tool_thread_prefix)
+        # Daemon threads the interpreter does not join at exit (see _pool.py).
+        self._pool = ToolPool(tool_workers, "plugin_service-tools-%d" % host_id)
         self._closed = False
         # None: plugins run on threads here. A RayBackend runs each service in an
         # actor process behind the same API (see plugin_service._ray).
@@ -217,7 +224,7 @@ class PluginHost:
                 raise ValueError("remote=True runs a tool as a Ray task: give the host "
                                  "backend=RayBackend(...)")
             fn = self._backend.remote_tool(fn)
-        entry = Tool(name, fn, timeout, max_concurrency, self._executor, self._watchdog)
+        entry = Tool(name, fn, timeout, max_concurrency, self._pool, self._watchdog)
         with self._lock:
             if self._closed:
                 raise errors.HostClosed("host is closed; cannot add tool %r" % name)
@@ -227,11 +234,13 @@ class PluginHost:
 
     def submit_tool(self, name: str, request: Any, *,
                     timeout: Optional[float] = None) -> "Future[Any]":
-        """Call tool ``name`` on the shared executor; returns a Future of its result.
+        """Call tool ``name`` on the shared pool; returns a Future of its result.
 
         Raises ``ToolNotFound``, ``HostClosed`` and ``ToolBusy`` at once, on this
-        thread; the future raises ``ToolFailed`` or ``ToolTimeout``. The tool runs on
-        a pool thread, never on a service worker.
+        thread; the future raises ``ToolFailed`` or ``ToolTimeout``, or is cancelled
+        (``cancel()`` withdraws a call still waiting for a thread). The tool runs on
+        a pool thread, never on a service worker; called from a pool thread (a tool
+        calling a tool) it runs inline on that thread, so this returns once it has.
         """
         if self._forked:
             raise self._forked_error()
@@ -322,12 +331,18 @@ class PluginHost:
     # ------------------------------------------------------------- closing
     def close(self, timeout: Optional[float] = None) -> None:
         """Stop every service (draining, bounded by ``timeout``), shut the tool
-        executor down and join the threads the host started. Idempotent.
+        pool down and join the threads the host started. Idempotent.
 
         Afterwards tool calls raise ``HostClosed`` and submits ``ServiceStopped`` (a
-        FAILED service stays FAILED). Calls still waiting for a pool thread fail
-        with ``HostClosed``; a thread stuck in plugin code past every bound cannot
-        be joined and is left behind (it is a daemon thread).
+        FAILED service stays FAILED). Tool calls still waiting for a pool thread
+        fail with ``HostClosed`` (counted dropped); running calls without a
+        deadline are cancelled (``ctx.cancelled``) when close begins. Each running
+        call is waited for until its deadline (or the start of close) plus
+        ``tool_cancel_grace``, and never past ``timeout``; one still running then is
+        abandoned (``ToolStatus.abandoned``; if it had no outcome yet it counts as
+        timed out and its future raises ``ToolTimeout``). A thread stuck in plugin
+        code past every bound cannot be joined and is left behind: it is a daemon
+        thread and does not keep the process from exiting.
 
         In a process forked from the host's it does nothing: the threads and
         resources are the parent's, and a quiet no-op lets ``with PluginHost()``
@@ -342,6 +357,7 @@ class PluginHost:
             self._closed = True
             handles = list(self._services.values())
             tools = list(self._tools.values())
+        tools_bound = self._close_tools_begin(tools)
         for handle in handles:
             handle._close_begin()
         requested = []
@@ -357,20 +373,14 @@ class PluginHost:
                 pass  # recorded in the service's diagnostics; close goes on
         for handle in handles:  # a failed plugin's cleanup still running
             handle._await_clean_up(deadline)
-        for tool in tools:
-            tool.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        for tool in tools:  # calls that slipped in while closing, withdrawn by shutdown
-            tool.close()
         current = threading.current_thread()
         threads = [h._worker for h in handles if h._worker is not None
                    and not h._worker_busy()]
-        threads += [t for t in threading.enumerate()
-                    if t.name.startswith(self._tool_thread_prefix + "_")]
         for thread in threads:
             if thread is not current:
                 thread.join(None if deadline is None
                             else max(0.0, deadline - time.monotonic()))
+        self._close_tools_end(tools, tools_bound, deadline)  # before the watchdog goes
         # A done-callback still running on the watchdog is not waited for past
         # the deadline (or WATCHDOG_JOIN_BOUND without one): it is a daemon thread.
         self._watchdog.close(WATCHDOG_JOIN_BOUND if deadline is None
@@ -387,6 +397,29 @@ class PluginHost:
                 handle._request_stop(False, 0)
             except errors.PluginServiceError:  # pragma: no cover - defensive
                 pass
+
+    def _close_tools_begin(self, tools: List[Tool]) -> Optional[float]:
+        """First step of close for tools: no more calls, waiting ones dropped,
+        running ones without a deadline cancelled. Returns the monotonic time by
+        which every running call's bound ends (None: no bound)."""
+        now = time.monotonic()
+        grace = self._tool_cancel_grace
+        bound: Optional[float] = now
+        for tool in tools:
+            until = tool.close_begin(now, grace)
+            bound = None if until is None or bound is None else max(bound, until)
+        return bound
+
+    def _close_tools_end(self, tools: List[Tool], bound: Optional[float],
+                         deadline: Optional[float]) -> None:
+        """Last step of close for tools (the watchdog still runs, so deadlines keep
+        firing): join the pool's threads until the calls' bound or ``deadline``,
+        whichever is first, then abandon the calls still running."""
+        if bound is None or (deadline is not None and deadline < bound):
+            bound = deadline
+        self._pool.shutdown(bound, deadline)
+        for tool in tools:
+            tool.abandon_running()
 
     def __enter__(self) -> "PluginHost":
         if self._forked:

@@ -1,19 +1,27 @@
-"""Tool plugins: request-response calls on the host's shared executor.
+"""Tool plugins: request-response calls on the host's shared tool pool.
 
 A tool call never passes through a service queue. Each tool has a bulkhead
 (``max_concurrency``): a call holds a slot from admission until its pool thread
-has really returned, timed-out calls included, so a timeout can never let more
-calls run at once than the limit allows. Deadlines count from submission and are
-enforced by the host's watchdog, which resolves the caller's future at the
-deadline and sets ``ctx.cancelled``.
+has really returned, timed-out and abandoned calls included, so a timeout can
+never let more calls run at once than the limit allows. Deadlines count from
+submission and are enforced by the host's watchdog, which resolves the caller's
+future at the deadline and sets ``ctx.cancelled``.
+
+Every admitted call ends in exactly one counted outcome (succeeded, failed,
+timed out, dropped), recorded under the tool's lock before its future resolves.
+Whatever touches a plugin-controlled object (the tool's exception: its class
+name, its ``__str__``) is computed by :func:`_describe` outside the lock, and the
+future is resolved in a ``finally`` whatever that meets.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Optional
+from concurrent.futures import Future
+from concurrent.futures._base import PENDING, RUNNING
+from typing import Any, Callable, List, Optional
 
 from loguru import logger
 
@@ -23,9 +31,10 @@ from ._diagnostics import Diagnostic, DiagnosticKind, ToolCounters, ToolStatus
 from ._future import GuardedFuture
 from ._lifecycle import LifecycleState
 from ._plugin import ToolPlugin
+from ._pool import ToolPool
 from ._redact import sanitize
 
-__all__ = ["Tool", "as_tool_callable"]
+__all__ = ["Tool", "ToolFuture", "as_tool_callable", "check_grace"]
 
 _K = DiagnosticKind
 _monotonic = time.monotonic
@@ -52,21 +61,93 @@ def _check_timeout(value: Optional[float]) -> Optional[float]:
     return value
 
 
+def check_grace(value: Any) -> Optional[float]:
+    """``tool_cancel_grace``: a number >= 0 (not NaN) or None, else ``ValueError``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or math.isnan(value) or value < 0:
+        raise ValueError("tool_cancel_grace must be a number of seconds >= 0 or None, "
+                         "got %r" % (value,))
+    return float(value)
+
+
+def _exact_str(text: Any) -> str:
+    """``text`` as an exact ``str``: a ``str`` subclass could lie in its methods."""
+    return text if type(text) is str else str.__str__(text)
+
+
+def _describe(error: BaseException) -> str:
+    """``"Type: text"`` for a plugin's exception, redacted and bounded. Never raises,
+    whatever its class or ``__str__`` do (raise, return a non-str, lie); may be as
+    slow as its ``__str__``, so it is never called under a lock."""
+    try:
+        name = _exact_str(type(error).__name__)
+    except BaseException:
+        name = "<exception>"
+    try:
+        text = _exact_str(str(error))
+    except BaseException as exc:  # even SystemExit from a __str__: the call must resolve
+        try:
+            text = "<unprintable: __str__ raised %s>" % _exact_str(type(exc).__name__)
+        except BaseException:
+            text = "<unprintable>"
+    return sanitize("%s: %s" % (name, text) if text else name)
+
+
+class ToolFuture(GuardedFuture):
+    """The future of one tool call: ``cancel()`` withdraws a call still waiting for a
+    pool thread (True; the tool is never called, the call counts as dropped and its
+    slot is freed); once the tool runs it answers False, as for any ``Future``."""
+
+    def __init__(self, call: "_Call") -> None:
+        super().__init__()
+        self._call = call
+
+    def cancel(self) -> bool:
+        if self.cancelled():  # as Future.cancel(): cancelling again answers True
+            return True
+        return self._call.tool._withdraw(self._call)
+
+    def _cancel_withdrawn(self) -> None:
+        super().cancel()
+        # Future.cancel() leaves waiters of wait()/as_completed() to the executor,
+        # which would call this next; we are that executor.
+        self.set_running_or_notify_cancel()
+
+    def _mark_running(self) -> None:
+        """PENDING -> RUNNING when a thread starts the tool (only for ``running()``:
+        whether ``cancel()`` may withdraw is decided under the tool's lock)."""
+        with self._condition:
+            if self._state == PENDING:
+                self._state = RUNNING
+
+
 class _Call:
-    """One admitted call: its future, context, and who decided its outcome."""
+    """One admitted call: its future and context, and who decided its outcome.
 
-    __slots__ = ("future", "ctx", "request", "decided", "started", "work", "timer", "timeout")
+    ``decided``: its outcome is counted (the future resolves right after);
+    ``started``: a thread entered the tool; it holds its slot while in
+    ``Tool._pending``.
+    """
 
-    def __init__(self, request: Any, deadline: Optional[float],
+    __slots__ = ("tool", "future", "ctx", "request", "decided", "started", "timer",
+                 "timeout")
+
+    def __init__(self, tool: "Tool", request: Any, deadline: Optional[float],
                  timeout: Optional[float]) -> None:
-        self.future: "Future[Any]" = GuardedFuture()
+        self.tool = tool
+        self.future = ToolFuture(self)
         self.ctx = ToolContext(request, deadline)
         self.request = request
-        self.decided = False  # outcome recorded (result, error or timeout)
-        self.started = False  # a pool thread picked it up
-        self.work: "Optional[Future[None]]" = None
+        self.decided = False
+        self.started = False
         self.timer: Any = None
         self.timeout = timeout
+
+    def run(self) -> None:
+        """On a pool thread (the pool's unit of work); never raises."""
+        self.tool._run(self)
 
 
 class Tool:
@@ -74,7 +155,7 @@ class Tool:
 
     def __init__(self, name: str, fn: Callable[[Any, ToolContext], Any],
                  timeout: Optional[float], max_concurrency: Optional[int],
-                 executor: ThreadPoolExecutor, watchdog: Any) -> None:
+                 pool: ToolPool, watchdog: Any) -> None:
         if max_concurrency is not None and (
                 isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
                 or max_concurrency < 1):
@@ -84,131 +165,231 @@ class Tool:
         self._fn = fn
         self._timeout = _check_timeout(timeout)
         self._max_concurrency = max_concurrency
-        self._executor = executor
+        self._pool = pool
         self._watchdog = watchdog
         self._log = logger.bind(tool=name)
+        # _lock guards every field below. At every moment
+        # calls == succeeded + failed + timed_out + dropped + in_flight, and
+        # len(_pending) (the slots held) == in_flight + the decided calls whose
+        # thread is still inside the tool.
         self._lock = threading.Lock()
-        self._in_flight = 0
+        self._in_flight = 0  # admitted calls whose outcome is not decided yet
         self._calls = self._succeeded = self._failed = 0
-        self._timed_out = self._rejected = 0
+        self._timed_out = self._rejected = self._dropped = 0
+        self._abandoned = 0
         self._last_error: Optional[Diagnostic] = None
-        self._pending: "set[_Call]" = set()  # admitted calls not yet returned from their thread
+        self._pending: "set[_Call]" = set()  # the calls holding a bulkhead slot
+        self._closing = False
 
     # ------------------------------------------------------------ reading
     def status(self) -> ToolStatus:
         with self._lock:
+            in_flight = self._in_flight
             return ToolStatus(
                 name=self.name,
-                in_flight=self._in_flight,
+                in_flight=in_flight,
                 max_concurrency=self._max_concurrency,
                 counters=ToolCounters(self._calls, self._succeeded, self._failed,
-                                      self._timed_out, self._rejected),
+                                      self._timed_out, self._rejected, self._dropped),
                 last_error=self._last_error,
+                overdue=len(self._pending) - in_flight,
+                abandoned=self._abandoned,
             )
 
-    def _note(self, kind: DiagnosticKind, message: str) -> Diagnostic:
+    def _note(self, kind: DiagnosticKind, message: str) -> None:
+        """Record ``message`` (ours, or already described and redacted) as last_error
+        (lock held)."""
         diagnostic = Diagnostic(kind, LifecycleState.RUNNING, sanitize(message),
                                 _dt.datetime.now(_UTC), None)
         self._last_error = diagnostic
         self._log.warning("{}: {}", kind.value, diagnostic.message)
-        return diagnostic
 
-    # ------------------------------------------------------------- calling
-    def submit(self, request: Any, timeout: Optional[float]) -> "Future[Any]":
-        """Admit a call (or raise ``ToolBusy``) and hand it to the pool."""
-        timeout = self._timeout if timeout is None else _check_timeout(timeout)
-        deadline = None if timeout is None else _monotonic() + timeout
-        call = _Call(request, deadline, timeout)
-        with self._lock:
-            limit = self._max_concurrency
-            if limit is not None and self._in_flight >= limit:
-                self._rejected += 1
-                self._note(_K.TOOL_BUSY, "tool %r is busy: %d calls hold its %d slots"
-                           % (self.name, self._in_flight, limit))
-                raise errors.ToolBusy(limit, service=self.name)
-            self._in_flight += 1
-            self._calls += 1
-            self._pending.add(call)
-        try:
-            call.work = self._executor.submit(self._run, call)
-        except RuntimeError:  # the executor was shut down under us: the host closed
-            self._abandon(call, errors.HostClosed("host is closed; tool %r not called"
-                                                  % self.name))
-            raise errors.HostClosed("host is closed; tool %r not called" % self.name) from None
-        if deadline is not None:
-            call.timer = self._watchdog.schedule(deadline, self._on_deadline, call)
-        return call.future
-
-    def _run(self, call: _Call) -> None:
-        """On a pool thread: run the tool unless its call already timed out."""
-        with self._lock:
-            if call.decided:  # timed out while waiting for a thread: never runs
-                self._release(call)
-                return
-            call.started = True
-        try:
-            value = self._fn(call.request, call.ctx)
-            error: Optional[BaseException] = None
-        except BaseException as exc:
-            value, error = None, exc
-        if call.timer is not None:
-            call.timer.cancel()
-        with self._lock:
-            self._release(call)
-            if call.decided:
-                return  # the caller already has its ToolTimeout
-            call.decided = True
-            if error is None:
-                self._succeeded += 1
-            else:
-                self._failed += 1
-                self._note(_K.TOOL_FAILED, "tool %r raised %s: %s"
-                           % (self.name, type(error).__name__, error))
-        if error is None:
-            call.future.set_result(value)
-        else:
-            failure = errors.ToolFailed("tool %r raised %s" % (
-                self.name, sanitize("%s: %s" % (type(error).__name__, error))), service=self.name)
-            failure.__cause__ = error
-            call.future.set_exception(failure)
+    def _decide(self, call: _Call) -> None:
+        """The call's outcome is being counted now (lock held; one caller wins)."""
+        call.decided = True
+        self._in_flight -= 1
 
     def _release(self, call: _Call) -> None:
         """Give the call's bulkhead slot back (lock held)."""
         if call in self._pending:
             self._pending.discard(call)
-            self._in_flight -= 1
+
+    # ------------------------------------------------------------- calling
+    def submit(self, request: Any, timeout: Optional[float]) -> "Future[Any]":
+        """Admit a call (or raise ``ToolBusy``, ``HostClosed``) and hand it to the pool.
+
+        From one of the pool's own threads (a tool calling a tool) the call runs
+        inline on that thread instead, admitted, counted and timed like any other:
+        queued behind a full pool, the caller would wait on itself.
+        """
+        timeout = self._timeout if timeout is None else _check_timeout(timeout)
+        deadline = None if timeout is None else _monotonic() + timeout
+        call = _Call(self, request, deadline, timeout)
+        with self._lock:
+            if self._closing:
+                raise errors.HostClosed("host is closed; tool %r not called" % self.name)
+            limit = self._max_concurrency
+            if limit is not None and len(self._pending) >= limit:
+                self._rejected += 1
+                self._note(_K.TOOL_BUSY, "tool %r is busy: %d calls hold its %d slots"
+                           % (self.name, len(self._pending), limit))
+                raise errors.ToolBusy(limit, service=self.name)
+            self._in_flight += 1
+            self._calls += 1
+            self._pending.add(call)
+        if deadline is not None:
+            call.timer = self._watchdog.schedule(deadline, self._on_deadline, call)
+        pool = self._pool
+        if pool.on_pool_thread():
+            self._run(call)
+        elif not pool.submit(call):  # the pool was shut down under us: the host closed
+            self._drop(call, errors.HostClosed("host is closed; tool %r not called"
+                                               % self.name))
+            raise errors.HostClosed("host is closed; tool %r not called" % self.name)
+        return call.future
+
+    def _run(self, call: _Call) -> None:
+        """On a pool thread: run the tool unless its call was already decided
+        (withdrawn, or timed out while waiting for a thread). Never raises."""
+        with self._lock:
+            if call.decided:  # its slot was released when it was decided
+                return
+            call.started = True
+        call.future._mark_running()
+        value: Any = None
+        error: Optional[BaseException] = None
+        try:
+            value = self._fn(call.request, call.ctx)
+        except BaseException as exc:
+            error = exc
+        text: Optional[str] = None
+        try:
+            if error is not None:
+                text = _describe(error)  # plugin code: outside the lock, maybe slow
+        finally:
+            self._finish(call, value, error, text)
+
+    def _finish(self, call: _Call, value: Any, error: Optional[BaseException],
+                text: Optional[str]) -> None:
+        """The thread left the tool: free the slot; count and resolve the outcome,
+        unless the watchdog or close() already did."""
+        with self._lock:
+            self._release(call)
+            if call.decided:
+                return  # the caller already has its ToolTimeout
+            self._decide(call)
+            if error is None:
+                self._succeeded += 1
+            else:
+                self._failed += 1
+                if text is None:
+                    text = "<an exception that could not be described>"
+                self._note(_K.TOOL_FAILED, "tool %r raised %s" % (self.name, text))
+        if call.timer is not None:
+            call.timer.cancel()
+        if error is None:
+            call.future.set_result(value)
+        else:
+            failure = errors.ToolFailed("tool %r raised %s" % (self.name, text),
+                                        service=self.name)
+            failure.__cause__ = error
+            call.future.set_exception(failure)
 
     def _on_deadline(self, call: _Call) -> None:
         """On the watchdog: the call's deadline passed."""
         with self._lock:
             if call.decided:
                 return
-            call.decided = True
+            self._decide(call)
             call.ctx._cancel()
             self._timed_out += 1
             self._note(_K.TOOL_TIMEOUT, "tool %r did not answer within %.3gs%s" % (
                 self.name, call.timeout or 0.0, "" if call.started else " (never started)"))
-            if not call.started and call.work is not None and call.work.cancel():
-                self._release(call)  # withdrawn from the pool's queue: it never runs
+            if not call.started:
+                self._release(call)  # the pool skips a decided call: it never runs
         call.future.set_exception(errors.ToolTimeout(
             "tool %r did not answer within %.3gs" % (self.name, call.timeout or 0.0),
             service=self.name, timeout=call.timeout))
 
-    def _abandon(self, call: _Call, error: BaseException) -> None:
+    def _withdraw(self, call: _Call) -> bool:
+        """``future.cancel()``: withdraw a call still waiting for a thread."""
         with self._lock:
+            if call.decided or call.started:
+                return False
+            self._decide(call)
+            self._dropped += 1
             self._release(call)
-            if call.decided:
-                return
-            call.decided = True
+        if call.timer is not None:
+            call.timer.cancel()
+        call.future._cancel_withdrawn()
+        return True
+
+    def _drop(self, call: _Call, error: BaseException) -> bool:
+        """Withdraw a call that has not started, failing it with ``error``."""
+        with self._lock:
+            if call.decided or call.started:
+                return False
+            self._decide(call)
+            self._dropped += 1
+            self._release(call)
         if call.timer is not None:
             call.timer.cancel()
         call.future.set_exception(error)
+        return True
 
-    def close(self) -> None:
-        """Host closing: fail calls still waiting for a pool thread with HostClosed."""
-        with self._lock:
+    # ------------------------------------------------------------- closing
+    def close_begin(self, now: float, grace: Optional[float]) -> Optional[float]:
+        """Host closing: take no more calls, drop those still waiting for a thread
+        (``HostClosed``, counted dropped) and cancel running calls without a
+        deadline. Returns when the last running call's bound ends (its deadline,
+        or ``now``, plus ``grace``); ``now`` with none running; None without bound.
+        """
+        with self._lock:  # one step, so no waiting call can start meanwhile
+            self._closing = True
             waiting = [c for c in self._pending if not c.started and not c.decided]
+            running = [c for c in self._pending if c.started]
+            for call in waiting:
+                self._decide(call)
+                self._dropped += 1
+                self._release(call)
         for call in waiting:
-            if call.work is not None and call.work.cancel():
-                self._abandon(call, errors.HostClosed(
-                    "host closed before tool %r was called" % self.name))
+            if call.timer is not None:
+                call.timer.cancel()
+            call.future.set_exception(errors.HostClosed(
+                "host closed before tool %r was called" % self.name))
+        bound: Optional[float] = now
+        for call in running:
+            deadline = call.ctx.deadline
+            if deadline is None:
+                call.ctx._cancel()
+            if grace is None:
+                bound = None
+            elif bound is not None:
+                bound = max(bound, (now if deadline is None else deadline) + grace)
+        return bound
+
+    def abandon_running(self) -> int:
+        """Host closed: calls still inside the tool are abandoned (they keep their
+        slot until their thread returns, if ever). One still undecided counts as
+        timed out and its future raises ``ToolTimeout``. Returns how many."""
+        with self._lock:
+            running = [c for c in self._pending if c.started]
+            self._abandoned += len(running)
+            undecided: List[_Call] = []
+            for call in running:
+                if not call.decided:
+                    self._decide(call)
+                    self._timed_out += 1
+                    undecided.append(call)
+            if undecided:
+                self._note(_K.TOOL_TIMEOUT, "tool %r: %d calls still running when the "
+                           "host closed were abandoned" % (self.name, len(undecided)))
+        for call in running:
+            call.ctx._cancel()
+        for call in undecided:
+            if call.timer is not None:
+                call.timer.cancel()
+            call.future.set_exception(errors.ToolTimeout(
+                "tool %r was still running when the host closed; abandoned" % self.name,
+                service=self.name, timeout=call.timeout))
+        return len(running)

@@ -171,3 +171,116 @@ def make_gate(make_host):
     yield make
     for gate in gates:
         gate.release()
+
+
+# ------------------------------------------- exceptions that fight being described
+#: How long a blocking double below waits at most: longer than any bound a test
+#: checks (``HANG``), so a test that should see no waiting fails instead of passing
+#: late; still bounded, so a failing run ends.
+LONG = 4 * HANG
+
+
+class RaisingStrError(Exception):
+    """An exception whose ``__str__`` raises ``error`` (any BaseException)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
+
+    def __str__(self) -> str:
+        raise self.error
+
+
+class NonStrError(Exception):
+    """An exception whose ``__str__`` returns an int."""
+
+    def __str__(self) -> Any:
+        return 42
+
+
+class _LyingStr(str):
+    """A str whose own conversions raise."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("lying str")
+
+    def __format__(self, spec: str) -> str:
+        raise RuntimeError("lying str")
+
+
+class _LyingMeta(type):
+    @property
+    def __name__(cls) -> str:  # type: ignore[override]
+        raise RuntimeError("no name for you")
+
+
+class LyingError(Exception, metaclass=_LyingMeta):
+    """An exception whose class name raises, whose every plain attribute raises,
+    and whose ``__str__`` returns a str that raises when converted again."""
+
+    def __str__(self) -> str:
+        return _LyingStr("lies")
+
+    def __getattribute__(self, name: str) -> Any:
+        if name.startswith("__"):
+            return super().__getattribute__(name)
+        raise RuntimeError("no %s for you" % name)
+
+
+class SlowStrError(Exception):
+    """An exception whose ``__str__`` blocks until ``release`` is set (or ``LONG``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __str__(self) -> str:
+        self.entered.set()
+        self.release.wait(LONG)
+        return "finally described"
+
+
+def raising(error: BaseException) -> Callable[[Any, Any], Any]:
+    """A tool that raises ``error``."""
+
+    def tool(request: Any, ctx: Any) -> Any:
+        raise error
+
+    return tool
+
+
+class Stuck:
+    """A tool that ignores ``ctx`` (a socket read without timeout) and blocks until
+    ``release()`` (or ``LONG``); ``entered`` is set once it runs."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self._released = threading.Event()
+        self.contexts: List[Any] = []
+        self.threads: List[threading.Thread] = []
+
+    def __call__(self, request: Any, ctx: Any) -> Any:
+        self.contexts.append(ctx)
+        self.threads.append(threading.current_thread())
+        self.entered.set()
+        self._released.wait(LONG)
+        return request
+
+    def release(self) -> None:
+        self._released.set()
+
+
+@pytest.fixture
+def make_stuck(make_host):
+    """``make_stuck()``: a Stuck tool released at teardown, before hosts close."""
+    made: List[Stuck] = []
+
+    def make() -> Stuck:
+        stuck = Stuck()
+        made.append(stuck)
+        return stuck
+
+    yield make
+    for stuck in made:
+        stuck.release()

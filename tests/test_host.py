@@ -71,7 +71,8 @@ def test_status_to_dict_has_services_and_tools_and_dumps_to_json(make_host):
     assert tool["max_concurrency"] == 2
     assert tool["in_flight"] == 0
     assert tool["counters"] == {"calls": 1, "succeeded": 0, "failed": 1,
-                                "timed_out": 0, "rejected": 0}
+                                "timed_out": 0, "rejected": 0, "dropped": 0}
+    assert (tool["overdue"], tool["abandoned"]) == (0, 0)
     assert tool["last_error"]["kind"] == "tool_failed"
 
 

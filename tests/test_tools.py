@@ -472,18 +472,20 @@ def test_timed_out_call_keeps_its_slot_until_its_thread_returns(make_host, make_
     assert gate.wait_entered(1)
     assert isinstance(stuck.exception(timeout=HANG), errors.ToolTimeout)
 
-    assert host.status().tools["gate"].in_flight == 1
+    status = host.status().tools["gate"]
+    assert (status.in_flight, status.overdue) == (0, 1)  # decided, but holds its slot
     with pytest.raises(errors.ToolBusy):
         host.submit_tool("gate", "too early")
 
     gate.release()
     # The pool's only thread takes the marker once the stuck call has fully returned.
     assert host.call_tool("marker", None, timeout=HANG) is None
-    assert host.status().tools["gate"].in_flight == 0
+    status = host.status().tools["gate"]
+    assert (status.in_flight, status.overdue) == (0, 0)
     assert host.call_tool("gate", "now", timeout=HANG) == "now"
 
 
-def test_in_flight_counts_timed_out_calls_still_running(make_host, make_gate):
+def test_timed_out_calls_still_running_count_as_overdue_not_in_flight(make_host, make_gate):
     host = make_host()
     gate = make_gate()
     host.add_tool("gate", gate)
@@ -494,7 +496,8 @@ def test_in_flight_counts_timed_out_calls_still_running(make_host, make_gate):
     status = host.status().tools["gate"]
 
     assert status.counters.timed_out == 2
-    assert status.in_flight == 2
+    assert status.in_flight == 0  # their outcome is recorded...
+    assert status.overdue == 2  # ...but their threads still hold the slots
 
 
 def test_in_flight_counts_calls_waiting_for_a_pool_thread(make_host, make_gate):
@@ -559,6 +562,7 @@ def test_late_return_of_a_timed_out_call_is_not_counted_again(make_host, make_ga
     host.call_tool("marker", None, timeout=HANG)  # runs after the stuck call returned
 
     assert host.status().tools["gate"].in_flight == 0
+    assert host.status().tools["gate"].overdue == 0
     assert counters(host, "gate") == ToolCounters(
         calls=1, succeeded=0, failed=0, timed_out=1, rejected=0)
 
