@@ -35,7 +35,8 @@ class PluginHostCollector:
     ``..._queue_depth``, ``..._queue_capacity``, ``..._in_flight``, ``..._overdue``
     and ``plugin_service_service_state{state=...}`` (1 for the current state, 0
     for the others). Tools (label ``tool``): ``plugin_service_tool_<counter>_total``
-    for every ``ToolCounters`` field and the gauge ``plugin_service_tool_in_flight``.
+    for every ``ToolCounters`` field and the gauges ``plugin_service_tool_in_flight``,
+    ``..._overdue`` and ``..._abandoned``.
     ``collect()`` runs on the scraping thread and never blocks on a handler.
     """
 
@@ -92,12 +93,16 @@ class PluginHostCollector:
             for tool in tools:
                 family.add_metric([tool.name], getattr(tool.counters, counter))
             yield family
-        in_flight = GaugeMetricFamily(f"{PREFIX}_tool_in_flight",
-                                      "Calls holding one of the tool's bulkhead slots.",
+        tool_gauges = (
+            ("in_flight", "Admitted calls without an outcome yet (waiting or running)."),
+            ("overdue", "Timed-out or abandoned calls whose thread is still in the tool."),
+            ("abandoned", "Calls close() left behind, still running past their bound."))
+        for field, documentation in tool_gauges:
+            gauge = GaugeMetricFamily(f"{PREFIX}_tool_{field}", documentation,
                                       labels=["tool"])
-        for tool in tools:
-            in_flight.add_metric([tool.name], float(tool.in_flight))
-        yield in_flight
+            for tool in tools:
+                gauge.add_metric([tool.name], float(getattr(tool, field)))
+            yield gauge
 
 
 @attrs.define
