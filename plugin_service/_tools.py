@@ -38,6 +38,7 @@ __all__ = ["Tool", "ToolFuture", "as_tool_callable", "check_grace"]
 
 _K = DiagnosticKind
 _monotonic = time.monotonic
+_get_ident = threading.get_ident
 _UTC = _dt.timezone.utc
 
 
@@ -132,7 +133,7 @@ class _Call:
     """
 
     __slots__ = ("tool", "future", "ctx", "request", "decided", "started", "timer",
-                 "timeout")
+                 "timeout", "thread_id")
 
     def __init__(self, tool: "Tool", request: Any, deadline: Optional[float],
                  timeout: Optional[float]) -> None:
@@ -144,6 +145,7 @@ class _Call:
         self.started = False
         self.timer: Any = None
         self.timeout = timeout
+        self.thread_id = 0  # the thread running it, once started
 
     def run(self) -> None:
         """On a pool thread (the pool's unit of work); never raises."""
@@ -255,6 +257,7 @@ class Tool:
             if call.decided:  # its slot was released when it was decided
                 return
             call.started = True
+            call.thread_id = _get_ident()
         call.future._mark_running()
         value: Any = None
         error: Optional[BaseException] = None
@@ -371,9 +374,13 @@ class Tool:
     def abandon_running(self) -> int:
         """Host closed: calls still inside the tool are abandoned (they keep their
         slot until their thread returns, if ever). One still undecided counts as
-        timed out and its future raises ``ToolTimeout``. Returns how many."""
+        timed out and its future raises ``ToolTimeout``. Returns how many.
+
+        Calls on the calling thread (a tool that called ``close()``) are not: they
+        are about to return to it."""
+        me = _get_ident()
         with self._lock:
-            running = [c for c in self._pending if c.started]
+            running = [c for c in self._pending if c.started and c.thread_id != me]
             self._abandoned += len(running)
             undecided: List[_Call] = []
             for call in running:

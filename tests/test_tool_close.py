@@ -351,3 +351,18 @@ def test_every_admitted_call_ends_in_one_counted_outcome_while_status_is_sampled
 
 def _plus(counters, field):
     return attrs.evolve(counters, **{field: getattr(counters, field) + 1})
+
+
+def test_tool_closing_its_own_host_is_not_abandoned_and_keeps_its_result(make_host):
+    host = make_host(tool_cancel_grace=0)
+
+    def closer(request, ctx):
+        host.close()
+        return ("closed", ctx.cancelled)
+
+    host.add_tool("closer", closer)
+
+    assert host.submit_tool("closer", 1).result(timeout=HANG) == ("closed", True)
+    status = tool_status(host, "closer")
+    assert status.abandoned == 0
+    assert status.counters == ToolCounters(calls=1, succeeded=1)
