@@ -17,6 +17,7 @@ import pytest
 from _tool_doubles import (  # noqa: F401  (make_host, make_gate, make_stuck are fixtures)
     HANG,
     SHORT,
+    STARTS_WITHIN,
     Recorder,
     make_gate,
     make_host,
@@ -155,7 +156,7 @@ def test_close_waits_for_a_timed_out_call_within_its_grace(make_host, make_stuck
     stuck = make_stuck()
     host.add_tool("stuck", stuck)
     host.add_tool("queued", Recorder())
-    call = host.submit_tool("stuck", 1, timeout=SHORT)
+    call = host.submit_tool("stuck", 1, timeout=STARTS_WITHIN)
     assert stuck.entered.wait(HANG)
     assert isinstance(call.exception(timeout=HANG), errors.ToolTimeout)
     queued = host.submit_tool("queued", 2)  # behind the stuck call on the one thread

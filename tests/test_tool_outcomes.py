@@ -9,6 +9,7 @@ import pytest
 from _tool_doubles import (  # noqa: F401  (make_host, make_gate, make_stuck are fixtures)
     HANG,
     SHORT,
+    STARTS_WITHIN,
     LyingError,
     NonStrError,
     RaisingStrError,
@@ -118,7 +119,7 @@ def test_slow_exception_str_cannot_delay_the_deadline(make_host):
     error = SlowStrError()
     host.add_tool("slow", raising(error))
     try:
-        future = host.submit_tool("slow", 1, timeout=SHORT)
+        future = host.submit_tool("slow", 1, timeout=STARTS_WITHIN)
         assert error.entered.wait(HANG)
 
         # The deadline passes while the tool's exception is still being described.
