@@ -10,8 +10,8 @@ future at the deadline and sets ``ctx.cancelled``.
 Every admitted call ends in exactly one counted outcome (succeeded, failed,
 timed out, dropped), recorded under the tool's lock before its future resolves.
 Whatever touches a plugin-controlled object (the tool's exception: its class
-name, its ``__str__``) is computed by :func:`_describe` outside the lock, and the
-future is resolved in a ``finally`` whatever that meets.
+name, its ``__str__``) is computed by ``_guarded.describe`` outside the lock, and
+the future is resolved in a ``finally`` whatever that meets.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import math
 import threading
 import time
 from concurrent.futures import Future
-from concurrent.futures._base import PENDING, RUNNING
+from concurrent.futures._base import CANCELLED, PENDING, RUNNING
 from typing import Any, Callable, List, Optional
 
 from loguru import logger
@@ -29,6 +29,7 @@ from . import errors
 from ._context import ToolContext
 from ._diagnostics import Diagnostic, DiagnosticKind, ToolCounters, ToolStatus
 from ._future import GuardedFuture
+from ._guarded import describe
 from ._lifecycle import LifecycleState
 from ._plugin import ToolPlugin
 from ._pool import ToolPool
@@ -73,29 +74,6 @@ def check_grace(value: Any) -> Optional[float]:
     return float(value)
 
 
-def _exact_str(text: Any) -> str:
-    """``text`` as an exact ``str``: a ``str`` subclass could lie in its methods."""
-    return text if type(text) is str else str.__str__(text)
-
-
-def _describe(error: BaseException) -> str:
-    """``"Type: text"`` for a plugin's exception, redacted and bounded. Never raises,
-    whatever its class or ``__str__`` do (raise, return a non-str, lie); may be as
-    slow as its ``__str__``, so it is never called under a lock."""
-    try:
-        name = _exact_str(type(error).__name__)
-    except BaseException:
-        name = "<exception>"
-    try:
-        text = _exact_str(str(error))
-    except BaseException as exc:  # even SystemExit from a __str__: the call must resolve
-        try:
-            text = "<unprintable: __str__ raised %s>" % _exact_str(type(exc).__name__)
-        except BaseException:
-            text = "<unprintable>"
-    return sanitize("%s: %s" % (name, text) if text else name)
-
-
 class ToolFuture(GuardedFuture):
     """The future of one tool call: ``cancel()`` withdraws a call still waiting for a
     pool thread (True; the tool is never called, the call counts as dropped and its
@@ -106,15 +84,21 @@ class ToolFuture(GuardedFuture):
         self._call = call
 
     def cancel(self) -> bool:
-        if self.cancelled():  # as Future.cancel(): cancelling again answers True
-            return True
         return self._call.tool._withdraw(self._call)
 
-    def _cancel_withdrawn(self) -> None:
-        super().cancel()
-        # Future.cancel() leaves waiters of wait()/as_completed() to the executor,
-        # which would call this next; we are that executor.
+    def _mark_withdrawn(self) -> None:
+        """PENDING -> CANCELLED under the tool's lock that withdrew the call, so a
+        second ``cancel()`` racing this one answers True too."""
+        with self._condition:
+            self._state = CANCELLED
+            self._condition.notify_all()
+
+    def _announce_withdrawn(self) -> None:
+        """After the tool's lock: wake ``wait()``/``as_completed()`` waiters (which
+        ``Future.cancel()`` leaves to the executor; we are that executor) and run
+        the done-callbacks."""
         self.set_running_or_notify_cancel()
+        self._invoke_callbacks()
 
     def _mark_running(self) -> None:
         """PENDING -> RUNNING when a thread starts the tool (only for ``running()``:
@@ -268,7 +252,7 @@ class Tool:
         text: Optional[str] = None
         try:
             if error is not None:
-                text = _describe(error)  # plugin code: outside the lock, maybe slow
+                text = describe(error)  # plugin code: outside the lock, maybe slow
         finally:
             self._finish(call, value, error, text)
 
@@ -318,13 +302,14 @@ class Tool:
         """``future.cancel()``: withdraw a call still waiting for a thread."""
         with self._lock:
             if call.decided or call.started:
-                return False
+                return call.future.cancelled()  # True again for a withdrawn call
             self._decide(call)
             self._dropped += 1
             self._release(call)
+            call.future._mark_withdrawn()
         if call.timer is not None:
             call.timer.cancel()
-        call.future._cancel_withdrawn()
+        call.future._announce_withdrawn()
         return True
 
     def _drop(self, call: _Call, error: BaseException) -> bool:
