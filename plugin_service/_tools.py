@@ -81,10 +81,13 @@ class ToolFuture(GuardedFuture):
 
     def __init__(self, call: "_Call") -> None:
         super().__init__()
-        self._call = call
+        self._call: "Optional[_Call]" = call  # dropped once decided: no cycle kept
 
     def cancel(self) -> bool:
-        return self._call.tool._withdraw(self._call)
+        call = self._call
+        if call is None:  # decided: withdrawn (True again) or resolved (False)
+            return self.cancelled()
+        return call.tool._withdraw(call)
 
     def _mark_withdrawn(self) -> None:
         """PENDING -> CANCELLED under the tool's lock that withdrew the call, so a
@@ -193,6 +196,7 @@ class Tool:
     def _decide(self, call: _Call) -> None:
         """The call's outcome is being counted now (lock held; one caller wins)."""
         call.decided = True
+        call.future._call = None
         self._in_flight -= 1
 
     def _release(self, call: _Call) -> None:
@@ -303,10 +307,10 @@ class Tool:
         with self._lock:
             if call.decided or call.started:
                 return call.future.cancelled()  # True again for a withdrawn call
+            call.future._mark_withdrawn()  # first: _decide lets cancel() skip the lock
             self._decide(call)
             self._dropped += 1
             self._release(call)
-            call.future._mark_withdrawn()
         if call.timer is not None:
             call.timer.cancel()
         call.future._announce_withdrawn()
