@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import unicodedata
 
 import pytest
@@ -41,6 +42,43 @@ SECRET_SHAPES = [
     pytest.param("apikey=ak1", "ak1", ["apikey=***"], id="apikey"),
     pytest.param("api-key: ak2", "ak2", ["api-key: ***"], id="api-key"),
     pytest.param("passwd=pw1", "pw1", ["passwd=***"], id="passwd"),
+    # issue 20: shapes that used to slip through
+    pytest.param('{"Authorization": ["Bearer X9"], "n": 1}', "X9", ['{"Authorization": "***"', '"n": 1}'], id="json-key-list-value"),
+    pytest.param("{'secret': {'value': 'X9', 'more': [1]}, 'n': 1}", "X9", ["{'secret': '***', 'n': 1}"], id="dict-key-object-value"),
+    pytest.param('{"token": {"a": {"b": ["X9"]}}}', "X9", ['{"token": "***"}'], id="json-key-nested-value"),
+    pytest.param('{"token": {"a": {"b": {"c": {"d": "X9"}}}}}', "X9", ['{"token": "***'], id="json-key-too-deep-value"),
+    pytest.param('{"secret": {"v": "a}X9"}, "n": 1}', "X9", ['"n": 1}'], id="json-brace-inside-string"),
+    pytest.param("token: [unterminated X9", "X9", ["token: ***"], id="unterminated-list"),
+    pytest.param("Authorization:\n Bearer X9\nHost: h", "X9", ["Authorization:  *** Host: h"], id="folded-header"),
+    pytest.param("Authorization:\r\n\tBasic X9\r\nHost: h", "X9", ["Authorization:   ***  Host: h"], id="folded-header-crlf-tab"),
+    pytest.param("tokens=X9 left", "X9", ["tokens=*** left"], id="tokens"),
+    pytest.param("pwd=X9;uid=bob", "X9", ["pwd=***;uid=bob"], id="pwd"),
+    pytest.param("PWD=X9;UID=bob", "X9", ["PWD=***;UID=bob"], id="odbc-PWD"),
+    pytest.param("passphrase=X9", "X9", ["passphrase=***"], id="passphrase"),
+    pytest.param("rejected: Bearer eyX9.abc", "eyX9.abc", ["rejected: ***"], id="bare-bearer"),
+    pytest.param("sent Basic dXNlcjpYOXBhc3M= upstream", "dXNlcjpYOXBhc3M=", ["sent *** upstream"], id="bare-basic"),
+    pytest.param('{"private_key": "X9"}', "X9", ['{"private_key": "***"}'], id="private_key"),
+    pytest.param("key -----BEGIN RSA PRIVATE KEY-----\nMIIX9\nabc\n-----END RSA PRIVATE KEY----- end", "MIIX9", ["key ***", " end"], id="pem-block"),
+    pytest.param("-----BEGIN OPENSSH PRIVATE KEY-----\nMIIX9 (cut off", "MIIX9", ["***"], id="pem-block-truncated"),
+    pytest.param("body client_secret%3DX9%26grant_type%3Dcode", "X9", ["client_secret=***&grant_type=code"], id="url-encoded"),
+    pytest.param("body client_secret%253DX9%2526a%253D1", "X9", ["client_secret=***&a=1"], id="url-encoded-twice"),
+    pytest.param("sessionid=X9; theme=dark", "X9", ["sessionid=***; theme=dark"], id="sessionid"),
+    pytest.param("GET /k?X-Amz-Signature=X9&X-Amz-Date=1", "X9", ["X-Amz-Signature=***&X-Amz-Date=1"], id="x-amz-signature"),
+    pytest.param("credentials=X9 used", "X9", ["credentials=*** used"], id="credentials"),
+    pytest.param("auth=X9&next=1", "X9", ["auth=***&next=1"], id="auth"),
+    pytest.param("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJYOSJ9.c2lnbmF0dXJlWDk ok", "eyJzdWIiOiJYOSJ9", ["jwt ***", " ok"], id="bare-jwt"),
+    pytest.param("cloned with ghp_X9abcdefghijklmnopqrstuvwxyz0123", "ghp_X9", ["cloned with ***"], id="bare-github-token"),
+    # shapes that already passed (kept so they stay passing)
+    pytest.param("X-Auth-Token: X9", "X9", ["X-Auth-Token: ***"], id="x-auth-token"),
+    pytest.param("aws_secret_access_key = X9", "X9", ["aws_secret_access_key = ***"], id="aws_secret_access_key"),
+    pytest.param("PRIVATE-TOKEN: X9", "X9", ["PRIVATE-TOKEN: ***"], id="gitlab-private-token"),
+    pytest.param("set-cookie: sid=X9; Path=/", "X9", ["set-cookie: ***"], id="set-cookie-lower"),
+    pytest.param("GET /cb?access_token=X9&state=1", "X9", ["?access_token=***&state=1"], id="query-access_token"),
+    pytest.param('{"apiKey": "X9"}', "X9", ['{"apiKey": "***"}'], id="apiKey"),
+    pytest.param("x-goog-api-key: X9", "X9", ["x-goog-api-key: ***"], id="x-goog-api-key"),
+    pytest.param("users:\n- name: admin\n  user:\n    token: X9\n", "X9", ["token: ***"], id="kubeconfig-token"),
+    pytest.param("jdbc:postgresql://db/app?user=app&password=X9", "X9", ["user=app&password=***"], id="jdbc-password"),
+    pytest.param("https://ghp_X9@github.com/o/r.git", "ghp_X9", ["https://***@github.com/o/r.git"], id="url-token-userinfo"),
 ]
 
 
@@ -102,6 +140,15 @@ def test_header_value_stops_at_end_of_line():
         "https://example.com:8443/x",
         "PWD=/home/user",
         "user=bob&page=2",
+        "tokenizer=bpe max_tokens=512 num_tokens: 7",
+        "author=alice authority=ca.example authored: yes",
+        "tokens: 7 used, Tokens=12",
+        "{'max_tokens': 512, 'author': 'alice'}",
+        "bearer token required",
+        "Basic setup failed",
+        "Basic authentication required",
+        "passphrase reset",
+        "100% done, 50%off",
     ],
 )
 def test_non_secret_lookalikes_are_untouched(message):
@@ -186,3 +233,29 @@ def test_url_credentials_glued_to_a_preceding_word_are_hidden(text):
     out = sanitize(text)
     assert "S3CRET" not in out
     assert "://***@h" in out
+
+
+# Inputs that make a backtracking pattern rescan the text; sanitize runs on failure
+# paths, so each one must stay linear (a few ms at most for the ~4,600 characters
+# it ever scans). The bound is generous: it only catches quadratic work.
+ADVERSARIAL = [
+    "x" * 5000,
+    "a b " * 1250,
+    "a://" * 1500,
+    "token:[" * 800,
+    '{"secret": "' * 500,
+    "-----BEGIN PRIVATE KEY-----" * 200,
+    "%41" * 2000,
+    "Bearer " * 800,
+    "token: " + "[" * 5000,
+    "secret: [" + "'a\\" * 1500,
+    "Authorization:" + "\n x" * 2000,
+]
+
+
+@pytest.mark.parametrize("text", ADVERSARIAL, ids=lambda t: repr(t[:12]))
+def test_sanitize_stays_fast_on_adversarial_input(text):
+    started = time.perf_counter()
+    for _ in range(50):
+        sanitize(text)
+    assert time.perf_counter() - started < 2.0
