@@ -4,11 +4,12 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 from collections.abc import Mapping
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import attrs
 
 from ._lifecycle import LifecycleState
+from ._redact import REDACTED, sanitize, secret_key, shown_id
 
 __all__ = [
     "DiagnosticKind",
@@ -51,24 +52,154 @@ def _utcnow() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc)
 
 
-def jsonable(value: Any) -> Any:
-    """Turn a status value into plain JSON types (enums by value, datetimes as ISO 8601)."""
-    if isinstance(value, enum.Enum):
-        return value.value
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
-        return value.isoformat()
-    if attrs.has(type(value)):
-        return {f.name: jsonable(getattr(value, f.name)) for f in attrs.fields(type(value))}
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in value]
+# What one ``jsonable`` call walks at most, so a status or dead letter with a
+# huge, deep or cyclic value is exported quickly and never raises.
+_MAX_DEPTH = 12
+_MAX_ITEMS = 200  # per container
+_MAX_NODES = 2000  # per call
+_MAX_TEXT = 1000  # characters of one string
+_NAMES = "plugin_service.names"  # field metadata: a mapping keyed by names, not data
+_CUT = "<truncated>"
+
+
+def jsonable(value: Any, *, redact: bool = True) -> Any:
+    """Turn a status value into plain JSON types (enums by value, datetimes as ISO 8601).
+
+    Never raises (whatever ``__repr__``, ``__str__``, iteration or ``__eq__`` do, even
+    with a ``BaseException``) and walks a bounded amount: containers deeper than
+    ``_MAX_DEPTH`` or seen again on the way down (cycles) become a marker string,
+    longer ones are cut after ``_MAX_ITEMS`` items, at most ``_MAX_NODES`` values are
+    converted. With ``redact`` (the default) the value of every secret-like mapping
+    key or attrs field becomes ``"***"`` whatever its type, and every string (keys
+    too) goes through ``sanitize``: redacted, one line, at most 1,000 characters.
+    """
     try:
-        return repr(value)
-    except Exception:
-        return "<unrepresentable %s>" % type(value).__name__
+        return _Walker(redact).convert(value, 0)
+    except BaseException:  # noqa: B036 - an export never raises, by contract
+        return "<unrepresentable>"
+
+
+def _type_name(value: Any) -> str:
+    try:
+        return sanitize(type(value).__name__, 100)
+    except BaseException:  # noqa: B036
+        return "object"
+
+
+class _Walker:
+    """One ``jsonable`` call: its budget and the containers on the current path."""
+
+    __slots__ = ("redact", "nodes", "path")
+
+    def __init__(self, redact: bool) -> None:
+        self.redact = redact
+        self.nodes = 0
+        self.path: Set[int] = set()
+
+    def text(self, value: str) -> str:
+        return sanitize(value, _MAX_TEXT) if self.redact else value
+
+    def convert(self, value: Any, depth: int) -> Any:
+        self.nodes += 1
+        if self.nodes > _MAX_NODES:
+            return _CUT
+        kind = type(value)
+        if value is None or kind is bool or kind is int or kind is float:
+            return value
+        if kind is str:
+            return self.text(value)
+        try:
+            return self._convert(value, depth)
+        except BaseException:  # noqa: B036 - hostile __repr__, __iter__, getattr...
+            return "<unrepresentable %s>" % _type_name(value)
+
+    def _convert(self, value: Any, depth: int) -> Any:
+        if isinstance(value, enum.Enum):
+            return self.convert(value.value, depth + 1)
+        # Subclasses are read through the base type's own slots, never their overrides.
+        if isinstance(value, bool):
+            return bool(value)
+        if isinstance(value, int):
+            return int.__int__(value)
+        if isinstance(value, float):
+            return float.__float__(value)
+        if isinstance(value, str):
+            return self.text(str.__str__(value))
+        if isinstance(value, _dt.datetime):
+            return self.text(_dt.datetime.isoformat(value))
+        if isinstance(value, _dt.date):
+            return self.text(_dt.date.isoformat(value))
+        if isinstance(value, _dt.time):
+            return self.text(_dt.time.isoformat(value))
+        kind = type(value)
+        if attrs.has(kind) or isinstance(value, (Mapping, list, tuple, set, frozenset)):
+            if depth >= _MAX_DEPTH:
+                return "<too deep>"
+            if id(value) in self.path:
+                return "<cycle>"
+            self.path.add(id(value))
+            try:
+                if attrs.has(kind):
+                    return self._fields(value, depth)
+                if isinstance(value, Mapping):
+                    return self._mapping(value, depth, names=False)
+                return self._items(value, depth)
+            finally:
+                self.path.discard(id(value))
+        return self.text(repr(value))
+
+    def _entry(self, key: str, value: Any, depth: int, names: bool) -> Any:
+        if self.redact and not names and secret_key(key, value):
+            return REDACTED
+        return self.convert(value, depth + 1)
+
+    def _fields(self, value: Any, depth: int) -> Dict[str, Any]:
+        result: Dict[str, Any] = {}
+        for field in attrs.fields(type(value)):
+            item = getattr(value, field.name)
+            if field.metadata.get(_NAMES) and isinstance(item, Mapping):
+                self.nodes += 1
+                result[field.name] = self._mapping(item, depth + 1, names=True)
+            else:
+                result[field.name] = self._entry(field.name, item, depth, False)
+        return result
+
+    def _key(self, key: Any) -> str:
+        if type(key) is not str:
+            try:
+                key = str.__str__(key) if isinstance(key, str) else str(key)
+            except BaseException:  # noqa: B036
+                key = "<unprintable %s>" % _type_name(key)
+        return self.text(key)
+
+    def _mapping(self, value: Mapping[Any, Any], depth: int, names: bool) -> Dict[str, Any]:
+        result: Dict[str, Any] = {}
+        for count, (key, item) in enumerate(value.items()):
+            if count >= _MAX_ITEMS or self.nodes >= _MAX_NODES:
+                result[_CUT] = _CUT
+                break
+            name = self._key(key)
+            result[name] = self._entry(name, item, depth, names)
+        return result
+
+    def _items(self, value: Any, depth: int) -> List[Any]:
+        result: List[Any] = []
+        for count, item in enumerate(value):
+            if count >= _MAX_ITEMS or self.nodes >= _MAX_NODES:
+                result.append(_CUT)
+                break
+            result.append(self.convert(item, depth + 1))
+        return result
+
+
+def _redacted_repr(value: Any) -> str:
+    """The repr of a user's value as an export shows it (for attrs ``repr=``)."""
+    return repr(jsonable(value))
+
+
+def _plugin_status(value: Any) -> Any:
+    """A plugin's own status as status shows it: redacted, bounded, JSON types."""
+    return None if value is None else jsonable(value)
 
 
 @attrs.frozen
@@ -76,17 +207,19 @@ class Diagnostic:
     """One recorded incident: a rejection, a failed or timed-out event, a transition.
 
     ``message`` is already bounded and redacted: it never carries a secret.
+    ``correlation_id`` is the event's id as it may be shown: redacted, on one
+    line (control characters become spaces), at most 129 characters.
     """
 
     kind: DiagnosticKind
     state: LifecycleState
     message: str
     at: _dt.datetime = attrs.field(factory=_utcnow)
-    correlation_id: Optional[str] = None
+    correlation_id: Optional[str] = attrs.field(default=None, converter=shown_id)
 
     def to_dict(self) -> Dict[str, Any]:
-        result: Dict[str, Any] = jsonable(self)
-        return result
+        """A dict of plain JSON types; never raises."""
+        return _export(self)
 
 
 @attrs.frozen
@@ -122,13 +255,14 @@ class ServiceStatus:
     failure: Optional[Diagnostic]
     counters: DispatchCounters
     diagnostics: Tuple[Diagnostic, ...] = ()
-    plugin_status: Optional[Mapping[str, Any]] = None
+    #: The plugin's own ``status()`` as a redacted, bounded copy in JSON types.
+    plugin_status: Optional[Mapping[str, Any]] = attrs.field(default=None,
+                                                             converter=_plugin_status)
     restarts: int = 0
 
     def to_dict(self) -> Dict[str, Any]:
-        """A dict of plain JSON types that ``json.dumps`` accepts."""
-        result: Dict[str, Any] = jsonable(self)
-        return result
+        """A dict of plain JSON types that ``json.dumps`` accepts; never raises."""
+        return _export(self)
 
 
 @attrs.frozen
@@ -171,8 +305,8 @@ class ToolStatus:
     abandoned: int = 0
 
     def to_dict(self) -> Dict[str, Any]:
-        result: Dict[str, Any] = jsonable(self)
-        return result
+        """A dict of plain JSON types; never raises."""
+        return _export(self)
 
 
 @attrs.frozen
@@ -183,25 +317,34 @@ class HostStatus:
     it runs nothing, and every service and tool reports a HOST_FORKED diagnostic.
     """
 
-    services: Mapping[str, ServiceStatus] = attrs.field(factory=dict)
-    tools: Mapping[str, ToolStatus] = attrs.field(factory=dict)
+    services: Mapping[str, ServiceStatus] = attrs.field(factory=dict,
+                                                        metadata={_NAMES: True})
+    tools: Mapping[str, ToolStatus] = attrs.field(factory=dict, metadata={_NAMES: True})
     forked: bool = False
 
     def to_dict(self) -> Dict[str, Any]:
         """``{"services": {name: ...}, "tools": {name: ...}, "forked": bool}`` in plain
-        JSON types."""
-        result: Dict[str, Any] = jsonable(self)
-        return result
+        JSON types; never raises."""
+        return _export(self)
 
 
 @attrs.frozen
 class DeadLetter:
-    """An accepted event that did not succeed: failed, timed out, or dropped."""
+    """An accepted event that did not succeed: failed, timed out, or dropped.
+
+    ``event`` is the event as it was submitted, to act on (resubmit, inspect);
+    ``to_dict()`` and the repr redact it like every export.
+    """
 
     service: str
-    event: Any
+    event: Any = attrs.field(repr=_redacted_repr)
     diagnostic: Diagnostic
 
     def to_dict(self) -> Dict[str, Any]:
-        result: Dict[str, Any] = jsonable(self)
-        return result
+        """A dict of plain JSON types, the event's payload redacted; never raises."""
+        return _export(self)
+
+
+def _export(value: Any) -> Dict[str, Any]:
+    result = jsonable(value)
+    return result if type(result) is dict else {"error": result}
