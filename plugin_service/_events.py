@@ -9,6 +9,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import attrs
 
+from ._redact import sanitize
+
 __all__ = ["IngressEvent", "Ingress", "check_event"]
 
 _UTC = _dt.timezone.utc
@@ -119,11 +121,12 @@ def _blank(value: Any) -> bool:
 
 
 def _safe_repr(value: Any, limit: int = 60) -> str:
+    """``value``'s repr for a refusal reason: redacted, one line, bounded."""
     try:
         text = repr(value)
     except Exception:
         text = "<%s>" % type(value).__name__
-    return text if len(text) <= limit else text[:limit] + "…"
+    return sanitize(text, limit)
 
 
 def check_event(event: Any, ingresses: Dict[str, Ingress]) -> Optional[str]:
@@ -143,12 +146,16 @@ def check_event(event: Any, ingresses: Dict[str, Ingress]) -> Optional[str]:
             return "undeclared ingress %s" % _safe_repr(name)
         # Inlined blank checks: this runs once per submit. A string is blank when empty
         # or all whitespace, and an all-whitespace string starts with whitespace.
+        # A str subclass is compared by its exact str value below: its own __eq__
+        # (always True, say) must not pass ``sources`` or ``event_kinds``.
         source = event.source
         if type(source) is not str or not source or (source[0].isspace() and source.isspace()):
+            source = str.__str__(source) if isinstance(source, str) else None
             if _blank(source):
                 return "blank or non-string source"
         kind = event.kind
         if type(kind) is not str or not kind or (kind[0].isspace() and kind.isspace()):
+            kind = str.__str__(kind) if isinstance(kind, str) else None
             if _blank(kind):
                 return "blank or non-string kind"
         cid = event.correlation_id
@@ -175,7 +182,7 @@ def check_event(event: Any, ingresses: Dict[str, Ingress]) -> Optional[str]:
             try:
                 ok = validate(event.payload)
             except Exception as exc:
-                return "validate raised %s: %s" % (type(exc).__name__, exc)
+                return sanitize("validate raised %s: %s" % (type(exc).__name__, sanitize(exc)))
             if not ok:
                 return "payload rejected by validate of ingress %r" % (name,)
         return None

@@ -351,7 +351,7 @@ class ServiceHandle:
                                 correlation_id)
         self._diagnostics.append(diagnostic)
         log = self._log if correlation_id is None else self._log.bind(
-            correlation_id=correlation_id)
+            correlation_id=diagnostic.correlation_id)
         if kind is _K.LIFECYCLE:
             log.info("{}", diagnostic.message)
         else:
