@@ -52,13 +52,17 @@ def _utcnow() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc)
 
 
-# What one ``jsonable`` call walks at most, so a status or dead letter with a
-# huge, deep or cyclic value is exported quickly and never raises.
+# How much of one value from a plugin or a submitter (a payload, a plugin's
+# status) an export walks at most, so a huge, deep or cyclic one is exported
+# quickly. The host's own structure (services, diagnostics) is bounded already.
 _MAX_DEPTH = 12
 _MAX_ITEMS = 200  # per container
-_MAX_NODES = 2000  # per call
+_MAX_NODES = 2000  # per value
 _MAX_TEXT = 1000  # characters of one string
-_NAMES = "plugin_service.names"  # field metadata: a mapping keyed by names, not data
+# attrs field metadata: a mapping keyed by names (services, tools), not by data keys;
+# and a field holding a value from a plugin or submitter, walked within the bounds.
+_NAMES = "plugin_service.names"
+_DATA = "plugin_service.data"
 _CUT = "<truncated>"
 
 
@@ -74,7 +78,7 @@ def jsonable(value: Any, *, redact: bool = True) -> Any:
     too) goes through ``sanitize``: redacted, one line, at most 1,000 characters.
     """
     try:
-        return _Walker(redact).convert(value, 0)
+        return _Walker(redact, bounded=True).convert(value, 0)
     except BaseException:  # noqa: B036 - an export never raises, by contract
         return "<unrepresentable>"
 
@@ -87,21 +91,35 @@ def _type_name(value: Any) -> str:
 
 
 class _Walker:
-    """One ``jsonable`` call: its budget and the containers on the current path."""
+    """One export: whether (and how far) it is within a bounded value, and the
+    containers on the current path (to mark cycles)."""
 
-    __slots__ = ("redact", "nodes", "path")
+    __slots__ = ("redact", "bounded", "nodes", "path")
 
-    def __init__(self, redact: bool) -> None:
+    def __init__(self, redact: bool, bounded: bool) -> None:
         self.redact = redact
+        self.bounded = bounded
         self.nodes = 0
         self.path: Set[int] = set()
+
+    def data(self, value: Any) -> Any:
+        """Convert a value from a plugin or submitter within fresh bounds."""
+        saved = self.bounded, self.nodes
+        self.bounded, self.nodes = True, 0
+        try:
+            return self.convert(value, 0)
+        finally:
+            self.bounded, self.nodes = saved
+
+    def full(self, count: int) -> bool:
+        return self.bounded and (count >= _MAX_ITEMS or self.nodes >= _MAX_NODES)
 
     def text(self, value: str) -> str:
         return sanitize(value, _MAX_TEXT) if self.redact else value
 
     def convert(self, value: Any, depth: int) -> Any:
         self.nodes += 1
-        if self.nodes > _MAX_NODES:
+        if self.bounded and self.nodes > _MAX_NODES:
             return _CUT
         kind = type(value)
         if value is None or kind is bool or kind is int or kind is float:
@@ -133,7 +151,7 @@ class _Walker:
             return self.text(_dt.time.isoformat(value))
         kind = type(value)
         if attrs.has(kind) or isinstance(value, (Mapping, list, tuple, set, frozenset)):
-            if depth >= _MAX_DEPTH:
+            if self.bounded and depth >= _MAX_DEPTH:
                 return "<too deep>"
             if id(value) in self.path:
                 return "<cycle>"
@@ -160,6 +178,8 @@ class _Walker:
             if field.metadata.get(_NAMES) and isinstance(item, Mapping):
                 self.nodes += 1
                 result[field.name] = self._mapping(item, depth + 1, names=True)
+            elif field.metadata.get(_DATA) and not self.bounded:
+                result[field.name] = self.data(item)
             else:
                 result[field.name] = self._entry(field.name, item, depth, False)
         return result
@@ -175,7 +195,7 @@ class _Walker:
     def _mapping(self, value: Mapping[Any, Any], depth: int, names: bool) -> Dict[str, Any]:
         result: Dict[str, Any] = {}
         for count, (key, item) in enumerate(value.items()):
-            if count >= _MAX_ITEMS or self.nodes >= _MAX_NODES:
+            if self.full(count):
                 result[_CUT] = _CUT
                 break
             name = self._key(key)
@@ -185,7 +205,7 @@ class _Walker:
     def _items(self, value: Any, depth: int) -> List[Any]:
         result: List[Any] = []
         for count, item in enumerate(value):
-            if count >= _MAX_ITEMS or self.nodes >= _MAX_NODES:
+            if self.full(count):
                 result.append(_CUT)
                 break
             result.append(self.convert(item, depth + 1))
@@ -256,8 +276,8 @@ class ServiceStatus:
     counters: DispatchCounters
     diagnostics: Tuple[Diagnostic, ...] = ()
     #: The plugin's own ``status()`` as a redacted, bounded copy in JSON types.
-    plugin_status: Optional[Mapping[str, Any]] = attrs.field(default=None,
-                                                             converter=_plugin_status)
+    plugin_status: Optional[Mapping[str, Any]] = attrs.field(
+        default=None, converter=_plugin_status, metadata={_DATA: True})
     restarts: int = 0
 
     def to_dict(self) -> Dict[str, Any]:
@@ -337,7 +357,7 @@ class DeadLetter:
     """
 
     service: str
-    event: Any = attrs.field(repr=_redacted_repr)
+    event: Any = attrs.field(repr=_redacted_repr, metadata={_DATA: True})
     diagnostic: Diagnostic
 
     def to_dict(self) -> Dict[str, Any]:
@@ -346,5 +366,9 @@ class DeadLetter:
 
 
 def _export(value: Any) -> Dict[str, Any]:
-    result = jsonable(value)
+    """``value.to_dict()``: the host's own structure whole, plugin data bounded."""
+    try:
+        result = _Walker(redact=True, bounded=False).convert(value, 0)
+    except BaseException:  # noqa: B036 - an export never raises, by contract
+        result = "<unrepresentable>"
     return result if type(result) is dict else {"error": result}

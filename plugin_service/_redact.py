@@ -42,6 +42,7 @@ _WORDS = (
     r"|session[-_]?id|signature)"
 )
 _KEY = (
+    r"(?=[acpst])"  # every word starts so: most positions fail on one char test
     r"(?P<key>" + _WORDS + r"(?:[-_][\w-]{0,64})?)"
     r"(?P<kq>\\?[\"'])?"  # closing quote of a JSON / dict key
 )
@@ -104,6 +105,12 @@ _CONTROL_RE = re.compile(
 _PERCENT_RE = re.compile(r"%[0-9a-fA-F]{2}")
 _COUNT_RE = re.compile(r"[0-9][0-9.,]*(?![\w.~+/=-])")
 _KEY_NAME_RE = re.compile(_WORDS + r"(?:[-_][\w-]{0,64})?\Z", re.IGNORECASE)
+# Every secret word holds one of these: text without any skips the key patterns,
+# whose alternation is tried at every position (most messages hold no key at all).
+_HINTS = ("auth", "cookie", "key", "token", "secret", "pass", "pwd", "credential",
+          "session", "signature")
+# Hex digits and dashes (our ids, UUIDs): nothing in them to redact or flatten.
+_PLAIN_ID_RE = re.compile(r"[0-9A-Fa-f-]{1,128}")
 
 
 def _is_exempt(word: str, value: str) -> bool:
@@ -212,8 +219,10 @@ def sanitize(text: object, limit: int = 512) -> str:
             message = _unquote(message)
         message = _FORMAT_RE.sub(_replace_format, message)
         message = _URL_CREDS_RE.sub("://" + REDACTED + "@", message)
-        message = _COLON_RE.sub(_replace_value, message)
-        message = _EQUALS_RE.sub(_replace_value, message)
+        lowered = message.lower()
+        if any(hint in lowered for hint in _HINTS):
+            message = _COLON_RE.sub(_replace_value, message)
+            message = _EQUALS_RE.sub(_replace_value, message)
         message = _CONTROL_RE.sub(" ", message)
         if len(message) > limit:
             message = message[:limit] + _ELLIPSIS
@@ -226,4 +235,6 @@ def shown_id(value: Optional[object]) -> Optional[str]:
     """A correlation id as it may be shown: redacted, one line, at most 129 chars."""
     if value is None:
         return None
+    if type(value) is str and _PLAIN_ID_RE.fullmatch(value) is not None:
+        return value
     return sanitize(value, 128)

@@ -339,3 +339,20 @@ def test_str_subclass_with_a_declared_value_is_accepted(start_service):
     future = handle.submit(IngressEvent(INGRESS, Named("trusted"), kind=Named("order")))
     assert future.exception(timeout=HANG) is None
 
+
+
+def test_bounds_apply_to_plugin_data_not_to_the_hosts_own_status(host, start_service):
+    # Eight services with a full ring of diagnostics each are thousands of values:
+    # all of them are exported; only what plugins hand over is bounded.
+    names = ["svc-%d" % i for i in range(8)]
+    for name in names:
+        handle = start_service(name, Raising(lambda e: ValueError("boom")), fail_after=None)
+        for i in range(60):
+            handle.submit(event(i)).exception(timeout=HANG)
+    exported = host.status().to_dict()
+    assert sorted(exported["services"]) == names
+    for name in names:
+        diagnostics = exported["services"][name]["diagnostics"]
+        assert len(diagnostics) == len(host.service(name).status().diagnostics)
+        assert all(isinstance(d, dict) for d in diagnostics)
+    assert "<truncated>" not in json.dumps(exported)
