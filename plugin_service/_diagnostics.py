@@ -143,6 +143,10 @@ class _Walker:
             return float.__float__(value)
         if isinstance(value, str):
             return self.text(str.__str__(value))
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            # Only the head: the repr of a huge buffer would be as huge.
+            with memoryview(value) as view:
+                return self.text(repr(bytes(view[:_MAX_TEXT])))
         if isinstance(value, _dt.datetime):
             return self.text(_dt.datetime.isoformat(value))
         if isinstance(value, _dt.date):

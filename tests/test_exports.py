@@ -153,6 +153,7 @@ HOSTILE_REPORTS = {
     "long": lambda: {"long": list(range(1_000_000))},
     "wide": lambda: {str(i): i for i in range(200_000)},
     "long_string": lambda: {"text": "x" * 10_000_000},
+    "long_bytes": lambda: {"raw": b"x" * 10_000_000, "buffer": bytearray(10_000_000)},
 }
 
 
@@ -182,6 +183,12 @@ def test_cycles_and_depth_are_marked(start_service):
 def test_payload_whose_repr_raises_keyboard_interrupt_is_marked(host, start_service):
     letter = dead_letter_of(host, start_service, ReprInterrupts())
     assert letter.to_dict()["event"]["payload"] == "<unrepresentable ReprInterrupts>"
+
+
+def test_bytes_are_shown_as_the_redacted_repr_of_their_head(start_service):
+    report = {"raw": b"token=abc " + b"x" * 5000}
+    raw = start_service("svc", Reports(report)).status().to_dict()["plugin_status"]["raw"]
+    assert raw.startswith("b'token=*** xxx") and len(raw) <= 1001
 
 
 def test_long_containers_are_cut_with_a_marker(start_service):
