@@ -33,6 +33,7 @@ from ._diagnostics import (
     DiagnosticKind,
     DispatchCounters,
     ServiceStatus,
+    jsonable,
 )
 from ._events import IngressEvent, check_event
 from ._fork import forked_error, forked_service_status
@@ -96,7 +97,7 @@ class _StatusCall:
 
     def _run(self) -> None:
         try:
-            self._value = self._plugin.status()
+            self._value = jsonable(self._plugin.status())  # its objects' code runs here too
         except BaseException:
             self._value = None
         finally:

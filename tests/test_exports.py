@@ -363,3 +363,22 @@ def test_bounds_apply_to_plugin_data_not_to_the_hosts_own_status(host, start_ser
         assert len(diagnostics) == len(host.service(name).status().diagnostics)
         assert all(isinstance(d, dict) for d in diagnostics)
     assert "<truncated>" not in json.dumps(exported)
+
+
+class BlocksInRepr:
+    def __init__(self, gate: Any) -> None:
+        self.gate = gate
+
+    def __repr__(self) -> str:
+        self.gate.wait()
+        return "released"
+
+
+def test_plugin_status_whose_repr_blocks_does_not_block_status(start_service, gates,
+                                                               background):
+    # Exporting the plugin's status runs its objects' code (__repr__, iteration):
+    # that happens on the status call's own thread, within its bound.
+    handle = start_service("svc", Reports({"value": BlocksInRepr(gates.new())}))
+    status = background(handle.status).result(timeout=HANG)
+    assert status.plugin_status is None
+    assert json.loads(json.dumps(status.to_dict()))["name"] == "svc"
