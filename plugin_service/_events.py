@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import attrs
 
+from ._guarded import describe
 from ._redact import sanitize
 
 __all__ = ["IngressEvent", "Ingress", "check_event"]
@@ -182,7 +183,7 @@ def check_event(event: Any, ingresses: Dict[str, Ingress]) -> Optional[str]:
             try:
                 ok = validate(event.payload)
             except Exception as exc:
-                return sanitize("validate raised %s: %s" % (type(exc).__name__, sanitize(exc)))
+                return "validate raised %s" % describe(exc)  # redacted, one line
             if not ok:
                 return "payload rejected by validate of ingress %r" % (name,)
         return None

@@ -382,3 +382,23 @@ def test_plugin_status_whose_repr_blocks_does_not_block_status(start_service, ga
     status = background(handle.status).result(timeout=HANG)
     assert status.plugin_status is None
     assert json.loads(json.dumps(status.to_dict()))["name"] == "svc"
+
+
+class StrInterrupts(Exception):
+    def __str__(self) -> str:
+        raise KeyboardInterrupt
+
+
+def test_validate_exception_whose_str_raises_keyboard_interrupt_is_invalid_event(
+        start_service):
+    class Raises(Validates):
+        def __init__(self) -> None:
+            def validate(payload: Any) -> bool:
+                raise StrInterrupts()
+
+            self.ingresses = [Ingress(INGRESS, validate=validate)]
+
+    handle = start_service("svc", Raises())
+    with pytest.raises(errors.InvalidEvent) as raised:
+        handle.submit(event())
+    assert raised.value.reason == "validate raised StrInterrupts: <unprintable StrInterrupts>"
