@@ -16,6 +16,7 @@ from . import errors
 from ._diagnostics import DiagnosticKind, jsonable
 from ._events import IngressEvent, new_correlation_id
 from ._host import PluginHost
+from ._redact import sanitize
 from ._signals import _SignalDrain
 
 _MAX_LINE_BYTES = 1 << 20  # the default of --max-line-bytes
@@ -258,8 +259,8 @@ class _Runner:
             fields["correlation_id"] = cid
         event = IngressEvent(obj["ingress"], obj.get("source", "stdin"), obj.get("payload"),
                              **fields)
-        logger.debug("line {}: event {} for service {}", number, event.correlation_id,
-                     service)
+        logger.debug("line {}: event {} for service {}", number,
+                     sanitize(event.correlation_id, 128), sanitize(service, 128))
         try:
             future = self._host.submit(service, event, block=True,
                                        timeout=self._submit_timeout)
@@ -273,7 +274,8 @@ class _Runner:
         cid = obj.get("correlation_id")
         if not isinstance(cid, str) or not cid.strip():
             cid = new_correlation_id()
-        logger.debug("line {}: call {} of tool {}", number, cid, tool)
+        logger.debug("line {}: call {} of tool {}", number, sanitize(cid, 128),
+                     sanitize(tool, 128))
         try:
             future = self._host.submit_tool(tool, obj.get("request"))
         except errors.PluginServiceError as exc:

@@ -237,6 +237,13 @@ class DispatchFuture(GuardedFuture):
                 "cannot wait for its events; they would wait on themselves" % owner.name,
                 service=owner.name)
 
+    def add_done_callback(self, fn: Any) -> None:
+        owner = self._owner
+        if owner is not None and owner._forked_from and not self.done():
+            # The parent's event: no thread here will ever resolve it.
+            raise errors.HostForked(owner._forked_from, os.getpid(), service=owner.name)
+        super().add_done_callback(fn)
+
     # ----------------------------------------------------------- cancelling
     def cancel(self) -> bool:
         owner = self._owner

@@ -19,6 +19,7 @@ from ._future import DispatchFuture
 from ._lifecycle import LifecycleState
 from ._plugin import ServicePlugin
 from ._pool import ToolPool
+from ._redact import sanitize
 from ._service import PLUGIN_STATUS_BOUND, ServiceHandle, _Runtime
 from ._tools import Tool, as_tool_callable, check_grace
 from ._watchdog import Watchdog
@@ -99,6 +100,8 @@ class PluginHost:
         self._forked = True
         for handle in self._services.values():
             handle._forked_from = self._pid
+        for tool in self._tools.values():
+            tool._forked_from = self._pid  # its futures refuse to wait
 
     def _forked_error(self) -> errors.HostForked:
         return _fork.forked_error(self._pid)
@@ -297,7 +300,8 @@ class PluginHost:
                 continue
             loaded.append(name)
         for name, error in broken.items():
-            logger.warning("entry point {} not loaded: {}", name, error.reason)
+            logger.warning("entry point {} not loaded: {}", sanitize(name, 128),
+                           sanitize(error.reason))
         return LoadReport(tuple(loaded), broken)
 
     # -------------------------------------------------------- diagnostics
@@ -367,6 +371,8 @@ class PluginHost:
             except errors.PluginServiceError:  # pragma: no cover - defensive
                 pass
         for handle, life in requested:
+            if not life:
+                continue  # nothing to wait for (nor a plugin status() to ask)
             try:
                 handle._await_stopped(life, deadline)
             except errors.PluginServiceError:

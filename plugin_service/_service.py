@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import datetime as _dt
+import inspect
 import queue
 import threading
 import time
@@ -77,23 +78,28 @@ class _Runtime:
 
 #: How long ``status()`` waits for a plugin's own ``status()`` (as on Ray).
 PLUGIN_STATUS_BOUND = 1.0
+_DEFAULT_STATUS = inspect.getattr_static(ServicePlugin, "status")
 
 
 class _StatusCall:
     """One call of a plugin's ``status()`` on a daemon thread, waited for at most
     ``PLUGIN_STATUS_BOUND`` seconds; it frees its service's slot when it returns."""
 
-    __slots__ = ("_plugin", "_handle", "_done", "_value")
+    __slots__ = ("_plugin", "_handle", "_done", "_value", "started")
 
     def __init__(self, plugin: Any, handle: "ServiceHandle") -> None:
         self._plugin = plugin
         self._handle = handle
         self._done = threading.Event()
         self._value: Any = None
+        self.started = _monotonic()
 
     def start(self) -> None:
-        threading.Thread(target=self._run, name="%s-status" % self._handle.name,
-                         daemon=True).start()
+        try:
+            threading.Thread(target=self._run, name="%s-status" % self._handle.name,
+                             daemon=True).start()
+        except BaseException:  # no thread to be had: no status, and the slot is free
+            self._finish()
 
     def _run(self) -> None:
         try:
@@ -101,17 +107,35 @@ class _StatusCall:
         except BaseException:
             self._value = None
         finally:
-            self._done.set()
-            handle = self._handle
-            with handle._lock:
-                if handle._status_call is self:
-                    handle._status_call = None
+            self._finish()
+
+    def _finish(self) -> None:
+        self._done.set()
+        handle = self._handle
+        with handle._lock:
+            if handle._status_call is self:
+                handle._status_call = None
+
+    def stuck(self) -> bool:
+        """Still running a whole bound after it began: later askers are told None
+        at once instead of waiting for it again."""
+        return _monotonic() - self.started >= PLUGIN_STATUS_BOUND
 
     def wait(self, deadline: Optional[float] = None) -> Any:
         """Its value, or None if it raised or is not back by ``deadline``
         (default: ``PLUGIN_STATUS_BOUND`` from now)."""
         bound = PLUGIN_STATUS_BOUND if deadline is None else max(0.0, deadline - _monotonic())
         return self._value if self._done.wait(bound) else None
+
+
+def _has_own_status(plugin: Any) -> bool:
+    """Whether ``plugin`` has a ``status()`` other than ServicePlugin's default
+    (looked up statically: no descriptor or metaclass code runs)."""
+    try:
+        found = inspect.getattr_static(type(plugin), "status", None)
+    except BaseException:
+        return False
+    return found is not None and found is not _DEFAULT_STATUS
 
 
 class _RetryCutShort(Exception):
@@ -216,7 +240,10 @@ class ServiceHandle:
         self._restart_timer: Any = None
         self._restart_when_idle = False
         self._closing = False
-        self._clean_ups: "set[int]" = set()  # lives whose worker owes the plugin its cleanup
+        # Lives whose worker owes the plugin its cleanup, with the failure to hand it;
+        # and lives whose abandoned handler is owed one if it ever returns.
+        self._clean_ups: Dict[int, Diagnostic] = {}
+        self._clean_ups_on_return: Dict[int, Diagnostic] = {}
         self._status_call: Optional[_StatusCall] = None  # a plugin status() running
         # Set in a forked child only (by the host): the pid this handle was
         # inherited from. Read before any lock, which a dead thread may hold.
@@ -265,18 +292,29 @@ class ServiceHandle:
         return self._finish_status(*self._begin_status())
 
     def _begin_status(self) -> Tuple[ServiceStatus, Optional["_StatusCall"]]:
-        """The locked snapshot, and the plugin's ``status()`` call it started."""
+        """The locked snapshot, and the call of the plugin's ``status()`` that will
+        answer for it: a new one, or the one already running for another asker."""
         try:
             with self._lock:
                 snapshot = self._snapshot()
                 plugin = self._plugin
-                call = None if plugin is None else self._status_call_for(plugin)
+                running = self._status_call
         except BaseException as exc:  # pragma: no cover - defensive: status never raises
             return ServiceStatus(self.name, self._state, 0, self._capacity, 0, False,
                                  None, None, DispatchCounters(), (),
                                  {"status_error": sanitize(exc)}, self._restarts), None
-        if call is not None:
-            call.start()  # after the lock: starting a thread takes a while
+        if plugin is None:
+            return snapshot, None
+        if running is not None:  # share it while it is young; a stuck one says None
+            return snapshot, None if running.stuck() else running
+        if not _has_own_status(plugin):  # off the lock: a class attribute is plugin code
+            return snapshot, None
+        with self._lock:
+            running = self._status_call
+            if running is not None:
+                return snapshot, None if running.stuck() else running
+            call = self._status_call = _StatusCall(plugin, self)
+        call.start()
         return snapshot, call
 
     def _finish_status(self, snapshot: ServiceStatus, call: Optional["_StatusCall"],
@@ -287,19 +325,6 @@ class ServiceHandle:
         if plugin_status is None:
             return snapshot
         return attrs.evolve(snapshot, plugin_status=plugin_status)
-
-    def _status_call_for(self, plugin: Any) -> Optional["_StatusCall"]:
-        """A call of ``plugin.status()`` to start (lock held), unless the plugin
-        keeps the base class's, or its previous call is still running."""
-        try:
-            if getattr(type(plugin), "status", None) is ServicePlugin.status:
-                return None
-        except BaseException:
-            return None
-        if self._status_call is not None:
-            return None  # still stuck in the previous one: None at once
-        call = self._status_call = _StatusCall(plugin, self)
-        return call
 
     def _snapshot(self) -> ServiceStatus:
         current = self._current
@@ -408,23 +433,24 @@ class ServiceHandle:
         if self._producers_waiting:
             self._not_full.notify_all()
 
-    def _fail(self, diagnostic: Diagnostic, post: _Post, clean_up: bool = False) -> None:
+    def _fail(self, diagnostic: Diagnostic, post: _Post, clean_up: bool = False,
+              on_return: bool = False) -> None:
         """Go FAILED (once per life); queued events wait for a restart or are dropped.
 
         ``clean_up``: the failure came from the events (``fail_after``, an error
         escaping the loop) while the worker is between plugin calls, so the worker
-        gives the plugin its ``on_failure()`` (else ``stop()``) before it exits."""
+        gives the plugin its ``on_failure()`` (else ``stop()``) before it exits.
+        ``on_return``: the handler was abandoned inside the plugin; its cleanup is
+        owed only if it ever returns."""
         if self._state is _FAILED:
             return
-        if clean_up and self._phase is not _IN_START and self._phase is not _IN_STOP:
-            self._clean_ups.add(self._life)
-            if self._factory is None:
-                # A shared instance is busy until its cleanup returns: no restart
-                # may start it again under it (see _restart_after_clean_up).
-                self._phase = _IN_CLEANUP
         if self._failure is None or self._failure_life != self._life:
             self._failure = diagnostic  # the first failure of the current life
             self._failure_life = self._life
+        if clean_up and self._phase is not _IN_START and self._phase is not _IN_STOP:
+            self._owe_clean_up(self._failure)
+        elif on_return:
+            self._clean_ups_on_return[self._life] = self._failure
         restart = self._restart_allowed()
         self._transition(_FAILED, diagnostic.kind.value)
         self._recall_ahead(post)
@@ -601,8 +627,11 @@ class ServiceHandle:
         waits = not self._on_runtime_thread()
         with self._lock:
             if waits and self._factory is None and self._phase is _IN_CLEANUP:
-                self._state_changed.wait_for(lambda: self._phase is not _IN_CLEANUP,
-                                             self._config.stop_timeout)
+                bound = self._config.stop_timeout
+                if timeout is not None:
+                    bound = timeout if bound is None else min(bound, timeout)
+                self._state_changed.wait_for(
+                    lambda: self._phase is not _IN_CLEANUP or self._closing, bound)
             if self._closing:
                 raise self._closed_error("restart()")
             state = self._state
@@ -623,8 +652,11 @@ class ServiceHandle:
         return self._await_start(life)
 
     def _worker_busy(self) -> bool:
+        """Whether the current life's worker is inside plugin code (or owes it its
+        cleanup): it may not be joined, nor a shared instance restarted under it."""
         worker = self._worker
-        return worker is not None and worker.is_alive() and self._phase is not _IDLE
+        return worker is not None and worker.is_alive() and (
+            self._phase is not _IDLE or self._life in self._clean_ups)
 
     def _cancel_restart_timer(self) -> None:
         if self._restart_timer is not None:
@@ -770,9 +802,13 @@ class ServiceHandle:
     def _await_stopped(self, life: int, deadline: Optional[float] = None) -> ServiceStatus:
         """Wait for the stop of ``life``; past ``deadline`` (the host closing) give up
         on it: the service fails and its stuck thread is abandoned."""
-        if life == 0 or self._on_runtime_thread():
+        if self._on_runtime_thread():
             # From this service's own callback, or a done-callback on the watchdog:
-            # the stop completes later; waiting here would wait on ourselves.
+            # the stop completes later; waiting here would wait on ourselves (nor
+            # does the watchdog wait for the plugin's status()).
+            with self._lock:
+                return self._snapshot()
+        if life == 0:
             return self.status()
         with self._lock:
             stopped = self._state_changed.wait_for(
@@ -797,7 +833,8 @@ class ServiceHandle:
                 and not self._timed_out_current:
             self._time_out_current(None, post, "still running when the host closed")
         self._fail(self._note(_K.SERVICE_FAILED, "host closed before the service stopped "
-                              "(%s still running)" % (self._phase or "worker")), post)
+                              "(%s still running)" % (self._phase or "worker")), post,
+                   on_return=self._phase is _IN_DISPATCH)
 
     def _on_stop_bound(self, life: int, bound: float) -> None:
         """The stop bound ran out: drop what is queued, cancel a running handler and
@@ -840,7 +877,7 @@ class ServiceHandle:
             diagnostic = self._note(
                 _K.SERVICE_FAILED, "stop did not complete: %s still running %.3gs after "
                 "the %.3gs stop bound" % (phase or "worker", grace, bound))
-            self._fail(diagnostic, post)
+            self._fail(diagnostic, post, on_return=phase is _IN_DISPATCH)
         _resolve(post)
 
     def _close_begin(self) -> None:
@@ -848,6 +885,7 @@ class ServiceHandle:
         post: _Post = []
         with self._lock:
             self._closing = True
+            self._state_changed.notify_all()  # a restart() waiting on a cleanup gives up
             self._cancel_restart_timer()
             if self._state is _FAILED:
                 self._drop_queued(errors.ServiceFailed, post)
@@ -913,7 +951,7 @@ class ServiceHandle:
             diagnostic = self._note(
                 _K.SERVICE_FAILED, "handler ignored cancellation: still running %.3gs after "
                 "its deadline" % grace, future._cid)
-            self._fail(diagnostic, post)
+            self._fail(diagnostic, post, on_return=True)
         _resolve(post)
 
     # ------------------------------------------------------------ the worker
@@ -932,15 +970,26 @@ class ServiceHandle:
             self._clean_up_after_failure(life, plugin)
         self._worker_exit(life)
 
+    def _owe_clean_up(self, failure: Diagnostic) -> None:
+        """This life's worker owes the plugin its cleanup (lock held)."""
+        self._clean_ups[self._life] = failure
+        if self._factory is None:
+            # A shared instance is busy until its cleanup returns: no restart may
+            # start it again under it (restart() and _restart_when_idle wait).
+            self._phase = _IN_CLEANUP
+
     def _clean_up_after_failure(self, life: int, plugin: Any) -> None:
         """The service went FAILED because of its events: release what ``start()``
         acquired, through ``plugin.on_failure(diagnostic)`` if it has one, else
         ``plugin.stop()``, here on the worker, bounded by ``stop_timeout`` (past it
         the thread is left inside the plugin). What it raises is recorded."""
         with self._lock:
-            if life not in self._clean_ups:
-                return
-            diagnostic = self._failure
+            diagnostic = self._clean_ups.get(life)
+            if diagnostic is None:  # a handler abandoned past its grace came back
+                diagnostic = self._clean_ups_on_return.pop(life, None)
+                if diagnostic is None:
+                    return
+                self._clean_ups[life] = diagnostic
             bound = self._config.stop_timeout
             if bound is not None:
                 self._runtime.watchdog.schedule(_monotonic() + bound,
@@ -957,7 +1006,7 @@ class ServiceHandle:
         except BaseException as exc:
             text = describe(exc)
         with self._lock:
-            self._clean_ups.discard(life)
+            self._clean_ups.pop(life, None)
             if self._life == life and self._phase is _IN_CLEANUP:
                 self._phase = _IDLE
             if text is not None:
@@ -1405,6 +1454,9 @@ class ServiceHandle:
         self._phase = _IDLE
         if self._timed_out_current:
             self._timed_out_current = False
+            owed = self._clean_ups_on_return.pop(self._life, None)
+            if owed is not None:  # abandoned past its grace, and back after all
+                self._owe_clean_up(owed)
             pending = self._fail_pending
             if not ok and value.crashed:
                 # Its process is gone (killed past the grace): it cannot serve more,

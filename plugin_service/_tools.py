@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
 import threading
 import time
 from concurrent.futures import Future
@@ -87,7 +88,34 @@ class ToolFuture(GuardedFuture):
         call = self._call
         if call is None:  # decided: withdrawn (True again) or resolved (False)
             return self.cancelled()
+        self._refuse_if_inherited(call)  # the tool's lock may be held forever
         return call.tool._withdraw(call)
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        call = self._call
+        if call is not None:
+            self._refuse_if_inherited(call)
+        return super().result(timeout)
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        call = self._call
+        if call is not None:
+            self._refuse_if_inherited(call)
+        return super().exception(timeout)
+
+    def add_done_callback(self, fn: Any) -> None:
+        call = self._call
+        if call is not None:
+            self._refuse_if_inherited(call)
+        super().add_done_callback(fn)
+
+    @staticmethod
+    def _refuse_if_inherited(call: "_Call") -> None:
+        """In a process forked from the host's, a call still pending there is the
+        parent's: no thread here will ever decide it."""
+        created = call.tool._forked_from
+        if created:
+            raise errors.HostForked(created, os.getpid(), service=call.tool.name)
 
     def _mark_withdrawn(self) -> None:
         """PENDING -> CANCELLED under the tool's lock that withdrew the call, so a
@@ -162,6 +190,7 @@ class Tool:
         # len(_pending) (the slots held) == in_flight + the decided calls whose
         # thread is still inside the tool.
         self._lock = threading.Lock()
+        self._forked_from = 0  # in a forked child: the pid of the host's process
         self._in_flight = 0  # admitted calls whose outcome is not decided yet
         self._calls = self._succeeded = self._failed = 0
         self._timed_out = self._rejected = self._dropped = 0

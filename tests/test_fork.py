@@ -312,3 +312,26 @@ def test_a_host_made_after_the_fork_works_though_a_parent_thread_held_module_loc
                 return future.result(timeout=HANG)
 
         assert in_child(child) == "child"
+
+
+def test_an_inherited_tool_future_and_callbacks_raise_instead_of_hanging(started, gates):
+    gate = gates.new()
+    started.add_tool("held", lambda request, ctx: gate.wait(HANG) and request)
+    tool_future = started.submit_tool("held", "parent's")
+    blocked = started.add_service("blocked", Blocking(gate), ServiceConfig(queue_size=4))
+    blocked.start(timeout=HANG)
+    event_future = blocked.submit(event("parent's"))
+
+    def child() -> Dict[str, Any]:
+        return {"tool result": attempt(lambda: tool_future.result(timeout=HANG)),
+                "tool exception": attempt(lambda: tool_future.exception(timeout=HANG)),
+                "tool cancel": attempt(tool_future.cancel),
+                "tool callback": attempt(lambda: tool_future.add_done_callback(print)),
+                "event callback": attempt(lambda: event_future.add_done_callback(print))}
+
+    seen = in_child(child)
+    gate.set()
+    assert tool_future.result(timeout=HANG) == "parent's"
+    assert event_future.result(timeout=HANG) == "parent's"
+    for call, what in seen.items():
+        assert what.get("raised") == "HostForked", (call, what)

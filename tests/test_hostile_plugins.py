@@ -520,3 +520,150 @@ class FailingPlugin(ServicePlugin):
 
     def handle_ingress(self, event: IngressEvent, ctx: Any) -> Any:
         raise ValueError("x")
+
+
+# ------------------------------------------- found in review: bounds and races
+class StuckCleanup(Resource):
+    """Its ``on_failure`` blocks on a gate (a cleanup that never returns)."""
+
+    gate: threading.Event
+
+    def on_failure(self, diagnostic: Any) -> None:
+        self.released_event.set()
+        self.gate.wait()
+
+
+def test_close_without_timeout_is_bounded_by_stop_timeout_for_a_factorys_stuck_cleanup(
+        gates):
+    gate = gates.new()
+    factory = Factory(StuckCleanup)
+    StuckCleanup.gate = gate
+    host = PluginHost()
+    svc = host.add_service("svc", factory, ServiceConfig(stop_timeout=0.3))
+    svc.start(timeout=HANG)
+    svc.submit(event("fail")).exception(timeout=HANG)
+    assert factory.built[0].released_event.wait(HANG)
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(host.close).result(timeout=HANG)  # not joined past its bound
+        assert not gate.is_set()
+        gate.set()
+    assert any("did not return within the 0.3s stop bound" in d.message
+               for d in svc.status().diagnostics)
+
+
+def test_close_with_a_timeout_does_not_wait_for_stopped_plugins_status(gates):
+    gate = gates.new()
+    host = PluginHost()
+    services = [host.add_service("svc%d" % n, BlockingStatus(gate)) for n in range(8)]
+    host.start_all(timeout=HANG)
+    for svc in services:
+        svc.stop(timeout=HANG)
+    with ThreadPoolExecutor(1) as pool:
+        # Eight stuck status() calls at 1 s each would overrun HANG.
+        pool.submit(host.close, timeout=0.2).result(timeout=HANG)
+    gate.set()
+
+
+def test_a_handler_abandoned_past_its_grace_that_returns_is_cleaned_up_before_a_restart(
+        host, gates):
+    gate = gates.new()
+    plugin = Blocking(gate)  # ignores cancellation
+    svc = host.add_service("svc", plugin, ServiceConfig(
+        dispatch_timeout=0.1, cancel_grace=0.1,
+        restart=RestartPolicy(max_restarts=1, window=None, backoff=0.0)))
+    svc.start(timeout=HANG)
+    svc.submit(event("stuck"))
+    plugin.entered()
+    assert svc.wait_for(FAILED, HANG)  # abandoned: the shared instance waits for it
+    gate.set()
+    assert plugin.stopped.wait(HANG)
+    assert svc.wait_for(RUNNING, HANG)
+    assert [name for name, _ in plugin.calls] == ["start", "handle_ingress", "stop", "start"]
+
+
+def test_on_failure_gets_its_own_lifes_failure_though_the_next_life_is_already_running(
+        host):
+    factory = Factory(WithOnFailure)
+    svc = host.add_service("svc", factory, ServiceConfig(
+        restart=RestartPolicy(max_restarts=1, window=None, backoff=0.0)))
+    svc.start(timeout=HANG)
+    failing = svc.submit(event("fail"))
+    # The done-callback runs on the failed life's worker before its cleanup: hold
+    # it there until the restarted life is RUNNING (and has cleared its failure).
+    failing.add_done_callback(lambda future: svc.wait_for(RUNNING, HANG))
+    assert factory.built and factory.built[0].released_event.wait(HANG)
+    [(what, kind, _thread)] = factory.built[0].released
+    assert (what, kind) == ("on_failure", DiagnosticKind.DISPATCH_FAILED)
+
+
+def test_restart_waiting_for_a_cleanup_keeps_its_own_timeout(start_service, gates):
+    gate = gates.new()
+    StuckCleanup.gate = gate
+    plugin = StuckCleanup()
+    svc = start_service("svc", plugin, stop_timeout=30.0)
+    svc.submit(event("fail")).exception(timeout=HANG)
+    assert plugin.released_event.wait(HANG)
+    with ThreadPoolExecutor(1) as pool:
+        restarting = pool.submit(svc.restart, timeout=0.3)
+        with pytest.raises(errors.LifecycleError):
+            restarting.result(timeout=HANG)
+    assert not gate.is_set()
+    gate.set()
+
+
+def test_concurrent_status_callers_share_one_plugin_status_call(host, gates):
+    gate = gates.new()
+
+    class Slowish(Recorder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.entered_status = threading.Event()
+            self.status_calls = 0
+
+        def status(self) -> Any:
+            self.status_calls += 1
+            self.entered_status.set()
+            gate.wait(HANG)
+            return {"answer": 42}
+
+    plugin = Slowish()
+    svc = host.add_service("svc", plugin)
+    gate.set()
+    svc.start(timeout=HANG)  # its status() answers at once here
+    gate.clear()
+    plugin.entered_status.clear()
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(svc.status)
+        assert plugin.entered_status.wait(HANG)
+        opener = threading.Timer(0.1, gate.set)  # well inside the 1 s bound
+        opener.start()
+        second = svc.status()  # while the first call is running: shares it
+        opener.join()
+        assert first.result(timeout=HANG).plugin_status == {"answer": 42}
+    assert second.plugin_status == {"answer": 42}
+    assert plugin.status_calls == 2  # start()'s, then one for both callers
+
+
+def test_a_class_level_status_descriptor_never_runs_under_the_service_lock(host, gates,
+                                                                           background):
+    gate = gates.new()
+    entered = threading.Event()
+
+    class Descriptor:
+        def __get__(self, instance: Any, owner: Any) -> Any:
+            if instance is None:  # looked up on the class
+                entered.set()
+                gate.wait(HANG)
+            return lambda: {"ok": True}
+
+    class Plugin(Recorder):
+        status = Descriptor()
+
+    svc = host.add_service("svc", Plugin())
+    svc.start(timeout=HANG)
+    asking = background(svc.status)
+    if entered.wait(1.0):  # the class-level lookup happened: it must not hold the lock
+        assert background(svc.submit, event("x")).result(timeout=HANG).result(
+            timeout=HANG) == "x"
+    gate.set()
+    asking.result(timeout=HANG)
