@@ -368,7 +368,8 @@ def _open_host(args: argparse.Namespace, stderr: _Stream
                            fail_after=args.fail_after, stop_timeout=args.stop_timeout,
                            cancel_grace=args.cancel_grace)
     metrics: MetricsServer | None = None
-    host = PluginHost(backend=_backend(args))
+    # --cancel-grace is also what a stuck tool gets once close() cancels it.
+    host = PluginHost(backend=_backend(args), tool_cancel_grace=args.cancel_grace)
     not_started: list[str] = []
     try:
         if host.backend is not None:

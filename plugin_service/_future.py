@@ -207,6 +207,7 @@ class DispatchFuture(GuardedFuture):
         return self._state in (CANCELLED, CANCELLED_AND_NOTIFIED)
 
     def result(self, timeout: Optional[float] = None) -> Any:
+        # GuardedFuture._outcome written out: this is the end of every round trip.
         if self._state == FINISHED:  # set after _result/_exception: no lock needed
             exception = self._exception
             if exception is not None:

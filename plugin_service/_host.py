@@ -92,6 +92,7 @@ class PluginHost:
         self._backend = backend
         self._pid = os.getpid()
         self._forked = False  # set in a forked child only; read before any lock
+        self._tools_hurried_until: Optional[float] = None  # set by _hurry()
         _fork.track(self)
 
     def _mark_forked(self) -> None:
@@ -403,6 +404,15 @@ class PluginHost:
                 handle._request_stop(False, 0)
             except errors.PluginServiceError:  # pragma: no cover - defensive
                 pass
+        # Running tool calls are cancelled now and get tool_cancel_grace from now
+        # (none if it is None: a forced stop waits for no tool).
+        until = time.monotonic() + (self._tool_cancel_grace or 0.0)
+        previous = self._tools_hurried_until
+        self._tools_hurried_until = until if previous is None else min(previous, until)
+        with self._lock:
+            tools = list(self._tools.values())
+        for tool in tools:
+            tool.cancel_running()
 
     def _close_tools_begin(self, tools: List[Tool]) -> Optional[float]:
         """First step of close for tools: no more calls, waiting ones dropped,
@@ -423,7 +433,14 @@ class PluginHost:
         whichever is first, then abandon the calls still running."""
         if bound is None or (deadline is not None and deadline < bound):
             bound = deadline
-        self._pool.shutdown(bound, deadline)
+
+        def calls_until() -> Optional[float]:
+            hurried = self._tools_hurried_until  # a second signal brings it forward
+            if hurried is not None and (bound is None or hurried < bound):
+                return hurried
+            return bound
+
+        self._pool.shutdown(calls_until, deadline)
         for tool in tools:
             tool.abandon_running()
 

@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 import weakref
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 __all__ = ["ToolPool"]
 
@@ -106,12 +106,14 @@ class ToolPool:
         with self._lock:
             return list(self._threads)
 
-    def shutdown(self, calls_until: Optional[float], close_until: Optional[float]) -> None:
+    def shutdown(self, calls_until: Callable[[], Optional[float]],
+                 close_until: Optional[float]) -> None:
         """Take no more items; join the threads once they have run what was queued.
 
-        A thread still inside an item at monotonic ``calls_until`` (None: no
-        bound) is left behind; one that is not is joined until ``close_until``.
-        The calling thread, if it is one of them, is never joined.
+        A thread still inside an item at monotonic ``calls_until()`` (None: no
+        bound; read again while waiting, as a second signal may bring it forward)
+        is left behind; one that is not is joined until ``close_until``. The
+        calling thread, if it is one of them, is never joined.
         """
         with self._lock:
             if not self._shut:
@@ -121,10 +123,25 @@ class ToolPool:
         current = threading.current_thread()
         for thread in threads:
             if thread is not current:
-                _join(thread, calls_until)
+                _join_until(thread, calls_until)
                 if thread.is_alive() and not thread.busy:
                     _join(thread, close_until)
 
 
 def _join(thread: threading.Thread, until: Optional[float]) -> None:
     thread.join(None if until is None else max(0.0, until - _monotonic()))
+
+
+#: While close waits for a running tool, how often it reads its bound again.
+_REREAD_BOUND = 0.2
+
+
+def _join_until(thread: threading.Thread, until: Callable[[], Optional[float]]) -> None:
+    """Join ``thread`` until the bound ``until()`` gives, read again every
+    ``_REREAD_BOUND`` seconds: only while a close waits on a stuck tool."""
+    while thread.is_alive():
+        bound = until()
+        left = None if bound is None else bound - _monotonic()
+        if left is not None and left <= 0:
+            return
+        thread.join(_REREAD_BOUND if left is None else min(left, _REREAD_BOUND))

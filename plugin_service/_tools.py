@@ -389,6 +389,14 @@ class Tool:
                 bound = max(bound, (now if deadline is None else deadline) + grace)
         return bound
 
+    def cancel_running(self) -> None:
+        """A forced stop (a second signal): every running call's ``ctx.cancelled``
+        turns True now."""
+        with self._lock:
+            running = [c for c in self._pending if c.started]
+        for call in running:
+            call.ctx._cancel()
+
     def abandon_running(self) -> int:
         """Host closed: calls still inside the tool are abandoned (they keep their
         slot until their thread returns, if ever). One still undecided counts as

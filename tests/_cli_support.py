@@ -103,6 +103,15 @@ PLUGINS = textwrap.dedent('''
     class Shout(ToolPlugin):
         def invoke(self, request, ctx):
             return str(request).upper()
+
+
+    class StuckTool(ToolPlugin):
+        """Ignores cancellation for a minute (a socket read with no timeout)."""
+
+        def invoke(self, request, ctx):
+            print("tool entered %s" % request, file=sys.stderr, flush=True)
+            time.sleep(60)
+            return "late"
 ''')
 
 ENTRY_POINTS = textwrap.dedent('''

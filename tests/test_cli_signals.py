@@ -66,6 +66,24 @@ def test_second_signal_cuts_the_drain_short_and_still_answers_every_line(
     assert final["counters"]["dropped"] == 2
 
 
+def test_second_signal_cuts_short_the_wait_for_a_stuck_tool(spawn: Any) -> None:
+    # The tool ignores cancellation for 60 s and its timeout is 60 s: only the
+    # second signal (then --cancel-grace) can end the wait for it.
+    child = spawn("run", "--dispatch-timeout", "60", "--cancel-grace", "0.5",
+                  "cli_plugins:StuckTool")
+    child.send({"tool": "stucktool", "request": 1})
+    child.err_line(lambda line: line.startswith("tool entered 1"))
+    child.proc.send_signal(signal.SIGTERM)
+    child.err_line(lambda line: "draining" in line)
+    child.proc.send_signal(signal.SIGINT)
+    code, outcomes, errors = child.finish(close_stdin=False)  # well before 60 s
+    assert code == 0
+    [answer] = outcomes
+    assert answer["outcome"] == "timed_out" and answer["error"]["type"] == "ToolTimeout"
+    final = _status_lines(errors)[-1]["status"]["tools"]["stucktool"]
+    assert final["abandoned"] == 1
+
+
 def test_a_signal_during_the_drain_after_end_of_input_announces_it(
         spawn: Any, workdir: Path) -> None:
     child = spawn("run", "-v", "INFO", "cli_plugins:Gated", "cli_plugins:Echo")
