@@ -19,6 +19,7 @@ from loguru import logger
 
 from . import errors
 from ._events import IngressEvent
+from ._fork import forked_error
 from ._guarded import failure_log, text_of
 
 __all__ = ["GuardedFuture", "DispatchFuture"]
@@ -94,6 +95,24 @@ class GuardedFuture(Future):  # type: ignore[type-arg]
             fn(self)
         except Exception as exc:
             _report_callback_error(self, fn, exc)
+
+    def _mark_withdrawn(self) -> None:
+        """PENDING -> CANCELLED, under the lock (the service's or the tool's) that
+        withdrew the work, so a second ``cancel()`` racing this one answers True
+        too. Waiters and callbacks learn it from :meth:`_announce_withdrawn`, after
+        that lock is released."""
+        with self._condition:
+            self._state = CANCELLED
+            self._condition.notify_all()
+
+    def _announce_withdrawn(self) -> bool:
+        """After that lock: wake ``wait()``/``as_completed()`` waiters (which
+        ``Future.cancel()`` leaves to the executor, which calls
+        ``set_running_or_notify_cancel()`` next; we are that executor) and run the
+        done-callbacks."""
+        self.set_running_or_notify_cancel()
+        self._invoke_callbacks()
+        return True
 
     def _outcome(self) -> Any:
         """The result, or raise the exception (state FINISHED)."""
@@ -229,9 +248,8 @@ class DispatchFuture(GuardedFuture):
         """A handler waiting for an event of its own service would wait on itself:
         its worker is the only one that could ever resolve it. So would anyone
         waiting, in a forked child, on an event the parent accepted."""
+        self._refuse_if_inherited()
         owner = self._owner
-        if owner is not None and owner._forked_from and not self.done():
-            raise errors.HostForked(owner._forked_from, os.getpid(), service=owner.name)
         if owner is not None and not self.done() and owner._on_runtime_thread():
             raise errors.LifecycleError(
                 "service %r: its own callbacks and done-callbacks on the watchdog thread "
@@ -239,17 +257,21 @@ class DispatchFuture(GuardedFuture):
                 service=owner.name)
 
     def add_done_callback(self, fn: Any) -> None:
-        owner = self._owner
-        if owner is not None and owner._forked_from and not self.done():
-            # The parent's event: no thread here will ever resolve it.
-            raise errors.HostForked(owner._forked_from, os.getpid(), service=owner.name)
+        self._refuse_if_inherited()
         super().add_done_callback(fn)
+
+    def _refuse_if_inherited(self, even_if_done: bool = False) -> None:
+        """In a process forked from the host's, an event still pending is the
+        parent's: no thread here will ever resolve it (and its service's lock may
+        be held forever)."""
+        owner = self._owner
+        if owner is not None and owner._forked_from and (even_if_done or not self.done()):
+            raise forked_error(owner._forked_from, owner.name)
 
     # ----------------------------------------------------------- cancelling
     def cancel(self) -> bool:
+        self._refuse_if_inherited(even_if_done=True)  # its lock may be held forever
         owner = self._owner
-        if owner is not None and owner._forked_from:  # its lock may be held forever
-            raise errors.HostForked(owner._forked_from, os.getpid(), service=owner.name)
         if owner is None:
             cancelled: bool = super().cancel()
             return cancelled
@@ -257,22 +279,9 @@ class DispatchFuture(GuardedFuture):
         return withdrawn
 
     def _mark_withdrawn(self) -> None:
-        """PENDING -> CANCELLED, under the service lock that took the event out of
-        its queue, so a second ``cancel()`` racing this one answers True too.
-        Waiters and callbacks learn it from :meth:`_announce_withdrawn`, after
-        that lock is released."""
-        if self._cond is None:
+        if self._cond is None:  # nobody waits yet: no condition to make for it
             with _condition_made:
                 if self._cond is None:
                     self._state = CANCELLED
                     return
-        with self._condition:
-            self._state = CANCELLED
-            self._condition.notify_all()
-
-    def _announce_withdrawn(self) -> bool:
-        # Future.cancel() leaves waiters of wait()/as_completed() to the executor,
-        # which calls set_running_or_notify_cancel() next; we are that executor.
-        self.set_running_or_notify_cancel()
-        self._invoke_callbacks()
-        return True
+        super()._mark_withdrawn()

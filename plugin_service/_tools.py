@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import os
 import threading
 import time
 from concurrent.futures import Future
-from concurrent.futures._base import CANCELLED, PENDING, RUNNING
+from concurrent.futures._base import PENDING, RUNNING
 from typing import Any, Callable, List, Optional
 
 from loguru import logger
@@ -29,6 +28,7 @@ from loguru import logger
 from . import errors
 from ._context import ToolContext
 from ._diagnostics import Diagnostic, DiagnosticKind, ToolCounters, ToolStatus
+from ._fork import forked_error
 from ._future import GuardedFuture
 from ._guarded import describe
 from ._lifecycle import LifecycleState
@@ -115,21 +115,7 @@ class ToolFuture(GuardedFuture):
         parent's: no thread here will ever decide it."""
         created = call.tool._forked_from
         if created:
-            raise errors.HostForked(created, os.getpid(), service=call.tool.name)
-
-    def _mark_withdrawn(self) -> None:
-        """PENDING -> CANCELLED under the tool's lock that withdrew the call, so a
-        second ``cancel()`` racing this one answers True too."""
-        with self._condition:
-            self._state = CANCELLED
-            self._condition.notify_all()
-
-    def _announce_withdrawn(self) -> None:
-        """After the tool's lock: wake ``wait()``/``as_completed()`` waiters (which
-        ``Future.cancel()`` leaves to the executor; we are that executor) and run
-        the done-callbacks."""
-        self.set_running_or_notify_cancel()
-        self._invoke_callbacks()
+            raise forked_error(created, call.tool.name)
 
     def _mark_running(self) -> None:
         """PENDING -> RUNNING when a thread starts the tool (only for ``running()``:
