@@ -398,7 +398,8 @@ class PluginHost:
     def _hurry(self) -> None:
         """Cut a drain short (``drain_on_signals``' second signal), before or during
         :meth:`close`: every service drops what it has queued (``ServiceStopped``)
-        and cancels a running handler, which gets its ``cancel_grace``."""
+        and cancels a running handler, which gets its ``cancel_grace``; every
+        running tool call is cancelled and gets ``tool_cancel_grace`` from now."""
         for handle in self.services():
             try:
                 handle._request_stop(False, 0)

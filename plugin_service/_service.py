@@ -298,20 +298,15 @@ class ServiceHandle:
             with self._lock:
                 snapshot = self._snapshot()
                 plugin = self._plugin
-                running = self._status_call
         except BaseException as exc:  # pragma: no cover - defensive: status never raises
             return ServiceStatus(self.name, self._state, 0, self._capacity, 0, False,
                                  None, None, DispatchCounters(), (),
                                  {"status_error": sanitize(exc)}, self._restarts), None
-        if plugin is None:
-            return snapshot, None
-        if running is not None:  # share it while it is young; a stuck one says None
-            return snapshot, None if running.stuck() else running
-        if not _has_own_status(plugin):  # off the lock: a class attribute is plugin code
+        if plugin is None or not _has_own_status(plugin):
             return snapshot, None
         with self._lock:
             running = self._status_call
-            if running is not None:
+            if running is not None:  # share it while it is young; a stuck one says None
                 return snapshot, None if running.stuck() else running
             call = self._status_call = _StatusCall(plugin, self)
         call.start()
