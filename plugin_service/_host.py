@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from loguru import logger
 
 from . import _fork, errors
+from ._backend import THREADS, Backend
 from ._config import ServiceConfig
 from ._dead_letters import DeadLetterBox
 from ._diagnostics import DeadLetter, HostStatus
@@ -20,7 +21,7 @@ from ._lifecycle import LifecycleState
 from ._plugin import ServicePlugin
 from ._pool import ToolPool
 from ._redact import sanitize
-from ._service import PLUGIN_STATUS_BOUND, ServiceHandle, _Runtime
+from ._service import PLUGIN_STATUS_BOUND, Runtime, ServiceHandle
 from ._tools import Tool, as_tool_callable, check_grace
 from ._watchdog import Watchdog
 
@@ -83,13 +84,14 @@ class PluginHost:
         self._dead_letters = DeadLetterBox(dead_letter_limit)
         host_id = next(_host_ids)
         self._watchdog = Watchdog("plugin_service-watchdog-%d" % host_id)
-        self._runtime = _Runtime(self._watchdog, self._dead_letters)
+        self._runtime = Runtime(self._watchdog, self._dead_letters)
         # Daemon threads the interpreter does not join at exit (see _pool.py).
         self._pool = ToolPool(tool_workers, "plugin_service-tools-%d" % host_id)
         self._closed = False
-        # None: plugins run on threads here. A RayBackend runs each service in an
-        # actor process behind the same API (see plugin_service._ray).
-        self._backend = backend
+        # Where plugins run: threads here by default; a RayBackend runs each
+        # service in an actor process behind the same API (see _backend.py).
+        self._backend: Backend = THREADS if backend is None else backend
+        self._given_backend = backend
         self._pid = os.getpid()
         self._forked = False  # set in a forked child only; read before any lock
         self._tools_hurried_until: Optional[float] = None  # set by _hurry()
@@ -110,7 +112,7 @@ class PluginHost:
     @property
     def backend(self) -> Any:
         """The backend services run on: None for threads, or a ``RayBackend``."""
-        return self._backend
+        return self._given_backend
 
     # ------------------------------------------------------------ services
     def add_service(self, name: str, plugin_or_factory: Any,
@@ -131,16 +133,13 @@ class PluginHost:
         elif not isinstance(config, ServiceConfig):
             raise TypeError("config must be a ServiceConfig, got %r" % (config,))
         plugin, factory = _plugin_and_factory(plugin_or_factory)
-        if self._backend is not None:
-            factory = self._backend.service_factory(name, plugin, factory, config,
-                                                    self._watchdog)
-            plugin = None
+        session = self._backend.session(name, plugin, factory, config, self._watchdog)
         with self._lock:
             if self._closed:
                 raise errors.HostClosed("host is closed; cannot add service %r" % name)
             if name in self._services:
                 raise ValueError("a service named %r is already registered" % name)
-            handle = ServiceHandle(name, plugin, factory, config, self._runtime)
+            handle = ServiceHandle(name, session, config, self._runtime)
             self._services[name] = handle
         return handle
 
@@ -224,9 +223,6 @@ class PluginHost:
             raise ValueError("a tool name must be a non-blank string, got %r" % (name,))
         fn = as_tool_callable(tool)
         if remote:
-            if self._backend is None:
-                raise ValueError("remote=True runs a tool as a Ray task: give the host "
-                                 "backend=RayBackend(...)")
             fn = self._backend.remote_tool(fn)
         entry = Tool(name, fn, timeout, max_concurrency, self._pool, self._watchdog)
         with self._lock:
@@ -392,8 +388,7 @@ class PluginHost:
         # the deadline (or WATCHDOG_JOIN_BOUND without one): it is a daemon thread.
         self._watchdog.close(WATCHDOG_JOIN_BOUND if deadline is None
                              else max(0.0, deadline - time.monotonic()))
-        if self._backend is not None:
-            self._backend.close()
+        self._backend.close()
 
     def _hurry(self) -> None:
         """Cut a drain short (``drain_on_signals``' second signal), before or during

@@ -1,0 +1,52 @@
+"""The seam between the host and where plugins run.
+
+A ``Backend`` gives each service a ``PluginSession`` (its plugin for each life,
+and the dispatcher that hands that plugin its events) and may run tools
+elsewhere. ``ThreadBackend``, the default, runs plugins on the host's own
+threads; ``RayBackend`` (``plugin_service._ray``) runs each service in an actor
+process behind the same API.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Protocol
+
+from ._config import ServiceConfig
+from ._context import ToolContext
+from ._service import PluginSession, ThreadSession
+
+ToolCallable = Callable[[Any, ToolContext], Any]
+
+
+class Backend(Protocol):
+    """Where a host's plugins run."""
+
+    def session(self, name: str, plugin: Any, factory: Optional[Callable[[], Any]],
+                config: ServiceConfig, watchdog: Any = None) -> PluginSession:
+        """The session of service ``name``: ``plugin`` (one instance for every
+        life) or ``factory`` (called once per life), the other None. Called on
+        the thread adding the service."""
+
+    def remote_tool(self, fn: ToolCallable) -> ToolCallable:
+        """A tool callable that runs ``fn`` on this backend (``add_tool(remote=True)``);
+        ``ValueError`` if the backend cannot."""
+
+    def close(self) -> None:
+        """Release what the backend holds, once the host's services and tools are done."""
+
+
+class ThreadBackend:
+    """Plugins on the host's threads: each service's on its worker thread."""
+
+    def session(self, name: str, plugin: Any, factory: Optional[Callable[[], Any]],
+                config: ServiceConfig, watchdog: Any = None) -> ThreadSession:
+        return ThreadSession(plugin, factory)
+
+    def remote_tool(self, fn: ToolCallable) -> ToolCallable:
+        raise ValueError("remote=True runs a tool as a Ray task: give the host "
+                         "backend=RayBackend(...)")
+
+    def close(self) -> None:
+        """Nothing to release: the host joins its own threads."""
+
+
+THREADS = ThreadBackend()

@@ -1,0 +1,100 @@
+"""Runs inside a service's actor process: builds the plugin and calls it."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Optional, Tuple
+
+from .._context import DispatchContext
+
+_monotonic = time.monotonic
+
+class _PluginActor:
+    """Runs inside the actor process: builds the plugin and calls it.
+
+    Plugin calls (``start``, ``handle``, ``stop``) share the actor's default
+    concurrency group of one thread, so Ray runs them one at a time in the order
+    the host sent them (``max_concurrency=1`` keeps Ray's in-order execution).
+    ``cancel`` and ``status`` have a group of their own, answered while a handler
+    runs. The host sends events ahead, each with its sequence number and batch;
+    when one ends unclean (it raised, was cancelled, or returned past its
+    deadline) its batch is closed: the rest of that batch is skipped, unrun, and
+    the host decides what comes next, as it would with one event at a time.
+    """
+
+    def __init__(self, target: Any, is_factory: bool) -> None:
+        self._target = target
+        self._is_factory = is_factory
+        self._plugin: Any = None
+        self._lock = threading.Lock()
+        self._closed = -1  # batches up to this one are closed: skip their events
+        self._ctx: Optional[DispatchContext] = None
+        self._ctx_seq = -1
+
+    def start(self) -> list:  # type: ignore[type-arg]
+        plugin = self._target() if self._is_factory else self._target
+        plugin.start()
+        self._plugin = plugin
+        return list(getattr(plugin, "ingresses", ()))
+
+    def handle(self, call: Tuple[int, int, Any, Optional[float]]) -> Any:
+        """``(ran, value, clean)``, or the handler's exception. A raise, a
+        cancelled or a late handler closes the batch: the host learns that outcome
+        (and decides on a retry, ``fail_after``...) before anything later runs."""
+        seq, batch, event, timeout = call
+        with self._lock:
+            if batch <= self._closed:
+                return _SKIPPED
+            deadline = None if timeout is None else _monotonic() + timeout
+            ctx = self._ctx = DispatchContext(event, deadline)
+            self._ctx_seq = seq
+        try:
+            value = self._plugin.handle_ingress(event, ctx)
+        except BaseException:
+            self._close(batch)
+            raise
+        finally:
+            with self._lock:
+                self._ctx = None
+        clean = not ctx.cancelled and (deadline is None or _monotonic() <= deadline)
+        if not clean:
+            self._close(batch)
+        return True, value, clean
+
+    def _close(self, batch: int) -> None:
+        with self._lock:
+            if batch > self._closed:
+                self._closed = batch
+
+    def cancel(self, seq: int, batch: int) -> None:
+        """Cancel event ``seq`` (``ctx.cancelled`` turns True if it runs) and skip
+        the rest of its batch; ``seq=-1`` only skips (a recall)."""
+        with self._lock:
+            if batch > self._closed:
+                self._closed = batch
+            ctx = self._ctx if self._ctx_seq == seq else None
+        if ctx is not None:
+            ctx._cancel()
+
+    def status(self) -> Any:
+        plugin = self._plugin
+        return None if plugin is None else plugin.status()
+
+    def stop(self) -> None:
+        if self._plugin is not None:
+            self._plugin.stop()
+
+    def on_failure(self, diagnostic: Any) -> None:
+        """The service failed because of its events: the plugin's own cleanup."""
+        plugin = self._plugin
+        if plugin is None:
+            return
+        hook = getattr(plugin, "on_failure", None)
+        if hook is not None:
+            hook(diagnostic)
+        else:
+            plugin.stop()
+
+
+_SKIPPED = (False, None, False)
+_CONTROL = "control"  # the concurrency group of cancel and status

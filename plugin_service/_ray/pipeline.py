@@ -1,0 +1,230 @@
+"""The dispatcher for a plugin in another process: events handed over ahead.
+
+Up to ``window`` events are handed to the plugin's process at once, so one round
+trip overlaps the next; that process runs them one at a time, in order. The
+oldest one sent is the event in flight: its deadline starts when the one before
+it returned. Whenever an event does not end clean (it raised, was cancelled or
+ran late) or is recalled (the service failed or stops without drain), the remote
+side skips everything sent after it; those come back unrun and go to the front
+of the queue, so the host knows that outcome (and decides a retry,
+``fail_after``...) before anything later runs, as with one event at a time.
+
+The proxy's side of it: ``_send(future, ctx, timeout)``, ``_receive()`` (the
+oldest reply: ``(ran, value, clean)`` or the handler's exception),
+``_may_send()`` (False while replies of a closed batch are outstanding) and
+``_recall()`` (skip what was sent: a stop without drain).
+"""
+from __future__ import annotations
+
+import collections
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple
+
+from .. import errors
+from .._context import DispatchContext
+from .._future import DispatchFuture
+from .._guarded import describe
+from .._service import Failure, Redelivery
+from .._service.core import _RUNNING, _Post, _resolve
+from .._service.ledger import _is_instance
+from .proxy import Undeliverable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._service import ServiceHandle
+    from .proxy import _ActorProxy
+
+_Sent = Tuple[DispatchFuture, DispatchContext]
+_ABANDONED: List[_Sent] = []  # _fill's answer when this life was abandoned
+
+
+class PipelineDispatcher:
+    """Hands a Ray proxy up to ``window`` events at once (see the module)."""
+
+    __slots__ = ("_service", "_proxy", "_window", "_timeout", "_retry", "_sent",
+                 "_skipped", "_draining")
+
+    def __init__(self, service: "ServiceHandle", proxy: "_ActorProxy", window: int) -> None:
+        self._service = service
+        self._proxy = proxy
+        self._window = max(1, int(window))
+        self._timeout = service._config.dispatch_timeout
+        self._retry = service._config.retry
+        self._sent: "collections.deque[_Sent]" = collections.deque()
+        self._skipped: List[DispatchFuture] = []  # came back unrun, in order
+        # Recalled: ``_sent`` comes back unrun (or, raced, with outcomes).
+        self._draining = False
+
+    def recall(self, _unused: Any = None) -> None:
+        self._proxy._recall()
+
+    def classify(self, exc: BaseException) -> Failure:
+        kind = type(exc)  # never isinstance(): a lying __class__ runs plugin code
+        if issubclass(kind, Undeliverable):
+            # The plugin never saw it: not its failure, no fail_after count.
+            cause = exc.__cause__ or exc
+            return Failure("event could not be sent to the plugin: %s" % describe(cause),
+                           cause, counts=False)
+        # A dead process cannot serve more, whatever fail_after says.
+        return Failure("handler raised %s" % describe(exc), exc,
+                       fatal=issubclass(kind, errors.PluginCrashed))
+
+    def run(self, life: int) -> None:
+        post: Optional[_Post] = None
+        while True:
+            sends = self._fill(life)
+            if sends is None:
+                return
+            if sends is _ABANDONED:
+                break  # abandoned after a stuck handler; what was sent is taken back
+            if sends:
+                self._hand_over(sends)
+            post, abandoned = self._record(life, *self._receive_head(life))
+            if abandoned:
+                break
+            if post:
+                _resolve(post)
+                post = None
+        self._take_back(post)
+
+    def _fill(self, life: int) -> Optional[List[_Sent]]:
+        """Under the lock: with nothing outstanding, take the next event (waiting
+        for one); then hand more ahead while the window has room. What to send;
+        None once the worker is done, ``_ABANDONED`` if this life was."""
+        service = self._service
+        items = service._items
+        sent = self._sent
+        sends: List[_Sent] = []
+        with service._lock:
+            while True:
+                if service._life != life:
+                    return _ABANDONED
+                dispatching = service._dispatching()
+                if sent or (items and dispatching):
+                    break
+                if service._state is not _RUNNING:
+                    return None
+                service._worker_waiting = True
+                service._not_empty.wait()
+                service._worker_waiting = False
+            if not sent:
+                entry = service._take(items, self._timeout)
+                sent.append(entry)
+                sends.append(entry)
+            if dispatching and not self._draining and self._proxy._may_send():
+                while items and len(sent) < self._window:
+                    ahead = service._take_ahead()
+                    entry = (ahead, DispatchContext(ahead.event, None))
+                    sent.append(entry)
+                    sends.append(entry)
+        return sends
+
+    def _hand_over(self, sends: List[_Sent]) -> None:
+        """Send what ``_fill`` took; what could not be sent (stopped or failed
+        meanwhile) goes back to the queue, and the rest is recalled."""
+        service, proxy, sent, timeout = self._service, self._proxy, self._sent, self._timeout
+        head, head_ctx = sent[0]
+        if timeout is not None and sends[0][0] is head:
+            service._start_deadline(head, head_ctx, timeout)
+        count = 0
+        for future, ctx in sends:
+            if count and not service._dispatching():  # stopped or failed meanwhile
+                break
+            proxy._send(future, ctx, timeout)
+            count += 1
+        unsent = [future for future, _ctx in sends[count:]]
+        for _future in unsent:
+            sent.pop()  # the newest entries of ``sent``
+        with service._lock:  # what was taken meanwhile found nothing to recall
+            post = service._requeue(unsent)
+            recall = not service._dispatching()
+        _resolve(post)
+        if recall:
+            proxy._recall()
+
+    def _receive_head(self, life: int) -> Tuple[DispatchFuture, DispatchContext, bool, bool, Any]:
+        """Wait for the oldest reply (retrying it if the policy says so):
+        ``(future, ctx, ran, ok, value)``, ``value`` a ``Failure`` unless ``ok``."""
+        proxy = self._proxy
+        head, head_ctx = self._sent[0]
+        ok = True
+        try:
+            ran, value, _clean = proxy._receive()
+        except BaseException as exc:
+            ran, value, ok = True, exc, False
+            retry = self._retry
+            if not self._draining and retry is not None and _is_instance(exc, retry.retry_on) \
+                    and not head_ctx.cancelled and not issubclass(
+                        type(exc), (errors.PluginCrashed, Undeliverable)):
+                ok, value = Redelivery(self._service, life, exc, proxy.handle_ingress,
+                                       self._timeout).run()
+            if not ok:
+                value = self.classify(value)  # plugin code: before the lock
+        self._sent.popleft()
+        if self._draining and not ok and (value.fatal or not value.counts):
+            ran = False  # recalled, then its process died (or never sent): unrun
+        return head, head_ctx, ran, ok, value
+
+    def _record(self, life: int, head: DispatchFuture, head_ctx: DispatchContext,
+                ran: bool, ok: bool, value: Any) -> Tuple[Optional[_Post], bool]:
+        """Under the lock: settle the reply, or queue it again if it did not run;
+        make the next one sent the event in flight. ``(post, abandoned)``."""
+        service = self._service
+        post: Optional[_Post] = None
+        with service._lock:
+            if service._life != life:
+                if self._draining and ran:
+                    post = service._settle_detached(head, ok, value)
+                elif self._draining:
+                    self._skipped.append(head)
+                # else: the one in flight, decided when its life was abandoned
+                self._draining = True  # the rest of ``_sent`` was never in flight
+                return post, True
+            if self._draining:
+                if ran:  # it began before the recall reached it: its outcome
+                    service._promote(head, head_ctx)
+                    post = service._settle(head, ok, value)
+                else:
+                    self._skipped.append(head)
+            elif not ran and not service._timed_out_current:
+                # Skipped before it began (a cancel or recall got there first).
+                service._unpromote(head)
+                self._skipped.append(head)
+            else:
+                post = service._settle(head, ok, value if ran else None)
+            if not self._sent:
+                self._draining = False
+                if self._skipped:
+                    post = (post or []) + service._requeue(self._skipped)
+                    self._skipped = []
+            elif not self._draining:
+                if service._dispatching():
+                    service._promote(*self._sent[0])
+                else:  # recalled: they come back unrun, or with what they did
+                    self._draining = True
+        return post, False
+
+    def _take_back(self, post: Optional[_Post]) -> None:
+        """Abandoned: what was sent after the one in flight comes back unrun (its
+        batch was closed by the cancel that abandoned it, or its process killed)."""
+        service, proxy, sent = self._service, self._proxy, self._sent
+        posts = list(post or ())
+        if sent and not self._draining:  # the one in flight, decided when abandoned
+            sent.popleft()
+            try:
+                proxy._receive()
+            except BaseException:
+                pass
+        while sent:
+            future, _ctx = sent.popleft()
+            try:
+                ran, value, _clean = proxy._receive()
+                ok = True
+            except BaseException as exc:
+                ran, value, ok = False, exc, False
+            if ran:
+                with service._lock:
+                    posts += service._settle_detached(future, ok, value)
+            else:
+                self._skipped.append(future)
+        with service._lock:
+            posts += service._requeue(self._skipped)
+        _resolve(posts)

@@ -1,0 +1,210 @@
+"""On the host: the proxy plugin of one life of one service, backed by one
+fresh actor, and the session that makes one per life."""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable, List, Optional
+
+from .. import errors
+from .._config import ServiceConfig
+from .._context import DispatchContext
+from .._plugin import ServicePlugin
+from .._service import RetryCutShort
+from .tools import _cause
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .backend import RayBackend
+
+_monotonic = time.monotonic
+
+
+class Undeliverable(Exception):
+    """An event that could not be sent to the plugin's process (it cannot be
+    pickled, say); its cause says why. The handler never saw it."""
+
+
+class _ActorProxy(ServicePlugin):
+    """On the host: one life of one service, backed by one fresh actor.
+
+    The service's worker drives it through ``_send``/``_receive`` (see
+    ``PipelineDispatcher``); ``handle_ingress`` is one round trip, used for a
+    retry. Everything sent and not yet answered is in ``_sent``, oldest
+    first, all of one batch; a closed batch (a cancel, a recall, an unclean
+    answer) makes the next send open a new one.
+    """
+
+    def __init__(self, backend: "RayBackend", name: str, target: Any, is_factory: bool,
+                 config: ServiceConfig, watchdog: Any = None) -> None:
+        self._backend = backend
+        self._name = name
+        self._target = target
+        self._is_factory = is_factory
+        self._grace = config.cancel_grace
+        self._watchdog = watchdog
+        self._actor: Any = None
+        self.ingresses: Any = ()
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._batch = 0  # the batch of what is in ``_sent``, or of the next send
+        self._closed = -1  # the newest batch known closed
+        self._sent: "collections.deque[List[Any]]" = collections.deque()
+        self._killed: Optional[str] = None
+        self._solo = -1  # the seq a single round trip (a retry) waits for
+
+    def _crashed(self, exc: BaseException) -> errors.PluginCrashed:
+        why = self._killed or "the actor process of service %r died: %s" % (self._name, exc)
+        return errors.PluginCrashed(why, service=self._name)
+
+    def _get(self, ref: Any) -> Any:
+        ray = self._backend._ray()
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            raise _cause(exc) from None
+        except ray.exceptions.RayActorError as exc:
+            raise self._crashed(exc) from exc
+
+    def start(self) -> None:
+        self._actor = self._backend._new_actor(self._name, self._target, self._is_factory)
+        self.ingresses = tuple(self._get(self._actor.start.remote()))
+
+    # -------------------------------------------------- the pipelined dispatch
+    def _send(self, future: Any, ctx: DispatchContext, timeout: Optional[float]) -> None:
+        """Hand one event to the actor; its answer comes from ``_receive``."""
+        with self._lock:
+            if self._sent:  # join what is outstanding (the loop checked it is open)
+                batch = self._sent[-1][2]
+            else:
+                if self._batch <= self._closed:
+                    self._batch = self._closed + 1
+                batch = self._batch
+            seq = self._seq
+            entry: List[Any] = [None, seq, batch, None]  # ref, seq, batch, error
+            try:
+                entry[0] = self._actor.handle.remote((seq, batch, future.event, timeout))
+                self._seq = seq + 1
+            except Exception as exc:  # it cannot be pickled, say: never sent
+                entry[3] = _undeliverable(exc)
+            self._sent.append(entry)
+        if entry[3] is None:
+            ctx._forward_cancel(lambda: self._cancel(seq, batch))
+
+    def _may_send(self) -> bool:
+        """False while anything outstanding belongs to a closed batch: it comes back
+        unrun and goes first, so nothing newer may be sent before it."""
+        with self._lock:
+            return not self._sent or self._sent[0][2] > self._closed
+
+    def _receive(self) -> Any:
+        """The oldest answer: ``(ran, value, clean)``, or raise what the handler did."""
+        ref, _seq, batch, error = self._sent[0]
+        try:
+            if error is not None:
+                raise error
+            return self._answer(ref, batch)
+        finally:
+            with self._lock:
+                self._sent.popleft()
+
+    def _answer(self, ref: Any, batch: int) -> Any:
+        """Wait for one answer; anything but a clean one closes its batch."""
+        try:
+            answer = self._get(ref)
+        except BaseException:
+            self._close(batch)
+            raise
+        if not answer[2]:
+            self._close(batch)
+        return answer
+
+    def _close(self, batch: int) -> None:
+        with self._lock:
+            if batch > self._closed:
+                self._closed = batch
+
+    def _cancel(self, seq: int, batch: int) -> None:
+        """The host cancelled event ``seq`` (deadline, stop): tell the actor, so its
+        ``ctx.cancelled`` turns True and the rest of its batch is skipped; past the
+        grace, kill the actor (a thread could never be)."""
+        self._close(batch)
+        actor = self._actor
+        if actor is None:
+            return
+        actor.cancel.remote(seq, batch)
+        if self._grace is not None and self._watchdog is not None and seq >= 0:
+            self._watchdog.schedule(_monotonic() + self._grace, self._kill_if_stuck,
+                                    actor, seq)
+
+    def _recall(self, _unused: Any = None) -> None:
+        """Skip everything sent and not begun (the service failed, or stops
+        without drain)."""
+        with self._lock:
+            if not self._sent:
+                return
+            batch = self._sent[-1][2]  # the newest: closing it closes all before
+        self._cancel(-1, batch)
+
+    def _kill_if_stuck(self, actor: Any, seq: int) -> None:
+        with self._lock:
+            stuck = actor is self._actor and (
+                self._solo == seq or (bool(self._sent) and self._sent[0][1] == seq))
+            if stuck:
+                self._killed = ("service %r: the actor was killed: its handler ignored "
+                                "cancellation for %.3gs" % (self._name, self._grace or 0.0))
+        if stuck:
+            self._backend._ray().kill(actor, no_restart=True)
+
+    def handle_ingress(self, event: Any, ctx: DispatchContext) -> Any:
+        """One event, one round trip, in a batch of its own (a retry's attempt)."""
+        with self._lock:
+            self._batch = max(self._batch, self._closed) + 1
+            seq, batch = self._seq, self._batch
+            try:
+                ref = self._actor.handle.remote((seq, batch, event, ctx.remaining()))
+            except Exception as exc:
+                raise _undeliverable(exc) from None
+            self._seq = seq + 1
+            self._solo = seq
+        ctx._forward_cancel(lambda: self._cancel(seq, batch))
+        try:
+            ran, value, _clean = self._answer(ref, batch)
+        finally:
+            self._solo = -1
+        if not ran:
+            raise RetryCutShort()  # skipped: a stop or cancel got there first
+        return value
+
+    def status(self) -> Any:
+        if self._actor is None:
+            return None
+        try:
+            return self._backend._ray().get(self._actor.status.remote(), timeout=1.0)
+        except Exception:
+            return None
+
+    def stop(self) -> None:
+        self._end(lambda actor: actor.stop.remote())
+
+    def on_failure(self, diagnostic: Any) -> None:
+        """The service failed because of its events: the plugin's ``on_failure``
+        (else ``stop``) in its actor, then the actor goes."""
+        self._end(lambda actor: actor.on_failure.remote(diagnostic))
+
+    def _end(self, last_call: Callable[[Any], Any]) -> None:
+        actor, self._actor = self._actor, None
+        if actor is None:
+            return
+        try:
+            self._get(last_call(actor))
+        finally:
+            self._backend._ray().kill(actor, no_restart=True)
+            self._backend._forget_actor(actor)
+
+
+def _undeliverable(exc: BaseException) -> Undeliverable:
+    error = Undeliverable(str(exc))
+    error.__cause__ = exc
+    return error
+

@@ -1,0 +1,198 @@
+"""The core of one service: its one lock, the conditions that share it, and the
+fields the lock guards.
+
+The design is ``Lib/queue.py``'s: one mutex, and conditions named for what their
+waiters wait on (``not_empty`` for the worker, ``not_full`` for blocked
+producers, ``state_changed`` for lifecycle callers). Every counter change, every
+queue change and every transition happens under that lock, so a ``status()``
+snapshot is always consistent. Futures and plugin hooks are never called under
+it: what must run after the lock is collected in a ``Deferred`` and run once the
+lock is released.
+
+Each concept of a service lives in a module of its own (``mailbox``, ``ledger``,
+``inflight``, ``control``, ``stopping``, ``worker``, ``cleanup``), as a part of
+the one ``ServiceHandle`` object: the parts share this state under the one lock,
+so they share one ``self`` instead of paying an attribute hop per field on the
+hot path. ``ServiceCore.__slots__`` below is the one list of that state.
+"""
+from __future__ import annotations
+
+import collections
+import datetime as _dt
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+
+from loguru import logger
+
+from .._config import ServiceConfig
+from .._diagnostics import Diagnostic, DiagnosticKind
+from .._guarded import failure_log
+from .._lifecycle import LifecycleState
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._context import DispatchContext
+    from .._diagnostics import ServiceStatus
+    from .._future import DispatchFuture
+    from .dispatch import Dispatcher, PluginSession
+    from .status import StatusCall
+
+_K = DiagnosticKind
+_READY = LifecycleState.READY
+_STARTING = LifecycleState.STARTING
+_RUNNING = LifecycleState.RUNNING
+_STOPPING = LifecycleState.STOPPING
+_STOPPED = LifecycleState.STOPPED
+_FAILED = LifecycleState.FAILED
+_monotonic = time.monotonic
+_UTC = _dt.timezone.utc
+
+#: How many recent diagnostics a service keeps for ``status().diagnostics``.
+DIAGNOSTICS_KEPT = 50
+
+# What the worker is doing (``_phase``), for the bounds that the watchdog enforces.
+_IN_START, _IN_DISPATCH, _IN_STOP, _IDLE = "start()", "handle_ingress()", "stop()", None
+_IN_CLEANUP = "on_failure()"  # or stop(), when the plugin has no on_failure
+
+_Post = List[Tuple[Callable[[Any], Any], Any]]
+
+
+class Runtime:
+    """What a service needs from its host: the watchdog and the dead-letter box."""
+
+    __slots__ = ("watchdog", "dead_letters")
+
+    def __init__(self, watchdog: Any, dead_letters: Any) -> None:
+        self.watchdog = watchdog
+        self.dead_letters = dead_letters
+
+
+def _resolve(post: _Post) -> None:
+    """Resolve futures after the lock is released.
+
+    Every one is settled whatever the ones before it met: a done-callback that
+    raises even a BaseException is logged by the future itself, and anything else
+    (a bug of ours) is logged, redacted, never fatal to the thread resolving.
+    """
+    for settle, value in post:
+        try:
+            settle(value)
+        except BaseException as exc:
+            logger.error("settling a future failed: {}", failure_log(exc))
+
+
+class ServiceCore:
+    """The state of one service, every field of it guarded by ``_lock`` unless
+    its comment says otherwise.
+
+    Deliberate lock-free reads (each re-checked under the lock, or benign):
+    ``_state`` by ``submit`` and ``state`` before the locked check; ``_ingresses``
+    by ``submit``'s validation (replaced whole under the lock, never mutated);
+    ``_forked_from`` (written in a forked child only, where no lock may be
+    taken); ``_timed_out_current`` by the worker between plugin calls (only the
+    watchdog sets it, under the lock; the worker re-reads it under the lock when
+    it settles); ``_deadline`` written by the worker as the handler is invoked,
+    paired with the watchdog's ``_timer_at`` (see ``_start_deadline``);
+    ``_closing`` by ``stop()``; ``_worker`` and ``_phase`` by ``close()`` and
+    ``_on_runtime_thread``.
+    """
+
+    __slots__ = (
+        # Immutable after __init__.
+        "name", "_config", "_session", "_runtime", "_log", "_capacity",
+        "_lock", "_not_empty", "_not_full", "_state_changed",
+        # The mailbox: the bounded FIFO and its wake-ups.
+        "_items", "_room", "_ahead", "_worker_waiting", "_producers_waiting",
+        "_room_signalled",
+        # Lifecycle control.
+        "_state", "_life", "_auto_life", "_phase", "_plugin", "_dispatcher",
+        "_ingresses", "_worker", "_drain", "_restart_timer", "_restart_when_idle",
+        "_closing", "_clean_ups", "_clean_ups_on_return", "_status_call", "_forked_from",
+        # The event in flight and its timer.
+        "_current", "_current_event", "_current_ctx", "_deadline",
+        "_timed_out_current", "_timer_at", "_fail_pending",
+        # The ledger.
+        "_enqueued", "_dispatched", "_succeeded", "_failed", "_timed_out", "_rejected",
+        "_dropped", "_retried", "_consecutive_failures", "_restarts", "_auto_restarts",
+        "_last_error", "_failure", "_failure_life", "_diagnostics",
+        "__weakref__",
+    )
+
+    def __init__(self, name: str, session: "PluginSession", config: ServiceConfig,
+                 runtime: Runtime) -> None:
+        self.name = name
+        self._config = config
+        self._session = session  # builds each life's plugin and its dispatcher
+        self._runtime = runtime
+        self._log = logger.bind(service=name, correlation_id=None)
+        self._capacity = config.queue_size
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)  # the worker waits for events
+        self._not_full = threading.Condition(self._lock)  # blocked producers wait for room
+        self._state_changed = threading.Condition(self._lock)  # lifecycle callers wait
+
+        # The mailbox: a bounded FIFO of futures (``queue.Queue``'s design, with
+        # its deque, lock and conditions held here directly).
+        self._items: "collections.deque[DispatchFuture]" = collections.deque()
+        # Room for the FIFO: the capacity less the events handed to a plugin ahead
+        # of their turn (``_ahead``), which still count against it.
+        self._room = config.queue_size
+        self._ahead = 0
+        self._worker_waiting = False
+        self._producers_waiting = 0
+        self._room_signalled = False  # not_full was notified since a producer parked
+
+        self._state = _READY
+        self._life = 0  # incremented by every start; a worker serves one life
+        self._auto_life = False  # this life was started by the restart policy
+        self._phase: Optional[str] = _IDLE
+        self._plugin: Any = None
+        self._dispatcher: Optional["Dispatcher"] = None  # the current life's
+        self._ingresses: Dict[str, Any] = {}
+        self._worker: Optional[threading.Thread] = None
+        self._drain = True
+        self._restart_timer: Any = None
+        self._restart_when_idle = False
+        self._closing = False
+        # Lives whose worker owes the plugin its cleanup, with the failure to hand it;
+        # and lives whose abandoned handler is owed one if it ever returns.
+        self._clean_ups: Dict[int, Diagnostic] = {}
+        self._clean_ups_on_return: Dict[int, Diagnostic] = {}
+        self._status_call: Optional["StatusCall"] = None  # a plugin status() running
+        # Set in a forked child only (by the host): the pid this handle was
+        # inherited from. Read before any lock, which a dead thread may hold.
+        self._forked_from = 0
+
+        # The event in flight: its future, the attempt's event and context, deadline.
+        self._current: Optional["DispatchFuture"] = None
+        self._current_event: Any = None
+        self._current_ctx: Optional["DispatchContext"] = None
+        self._deadline: Optional[float] = None
+        self._timed_out_current = False  # its outcome was decided by the watchdog
+        self._timer_at: Optional[float] = None  # when the armed dispatch timer fires
+        self._fail_pending: Optional[Diagnostic] = None
+
+        self._enqueued = self._dispatched = self._succeeded = 0
+        self._failed = self._timed_out = self._rejected = 0
+        self._dropped = self._retried = 0
+        self._consecutive_failures = 0
+        self._restarts = 0
+        self._auto_restarts: "collections.deque[float]" = collections.deque()
+        self._last_error: Optional[Diagnostic] = None
+        self._failure: Optional[Diagnostic] = None
+        self._failure_life = 0  # the life whose failure ``_failure`` is
+        self._diagnostics: "collections.deque[Diagnostic]" = collections.deque(
+            maxlen=DIAGNOSTICS_KEPT)
+
+    if TYPE_CHECKING:  # pragma: no cover
+        # A part calls down the stack freely; these four are the calls up it
+        # (failing, the cleanup, the worker thread, the public snapshot),
+        # declared here for the type checker only.
+        def _fail(self, diagnostic: Diagnostic, post: _Post, clean_up: bool = False,
+                  on_return: bool = False) -> None: ...
+
+        def _owe_clean_up(self, failure: Diagnostic) -> None: ...
+
+        def _work(self, life: int) -> None: ...
+
+        def status(self) -> "ServiceStatus": ...

@@ -1,0 +1,136 @@
+"""The seam between a service's worker and the plugin it hands events to.
+
+A ``PluginSession`` is what a backend gives a service: the plugin of each life
+and the ``Dispatcher`` that hands it the queued events. ``SerialDispatcher``,
+the thread backend's, calls ``plugin.handle_ingress`` on the worker thread, one
+event at a time. A backend whose plugins live elsewhere brings a dispatcher of
+its own, built on the same worker-side calls (``_take``, ``_settle``,
+``_start_deadline``, ``Redelivery``...).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
+
+from .._context import DispatchContext
+from .._future import DispatchFuture
+from .core import _RUNNING, _STOPPING, _Post, _resolve
+from .ledger import Failure, _is_instance
+from .retry import Redelivery
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .handle import ServiceHandle
+
+
+class Dispatcher(Protocol):
+    """Hands one life's queued events to its plugin, on the worker thread."""
+
+    def run(self, life: int) -> None:
+        """Dispatch until the life ends or the state says the worker stops handing
+        events over; every event taken ends settled (or back in the queue)."""
+
+    def recall(self, _unused: Any = None) -> None:
+        """Nothing handed to the plugin ahead of its turn may run any more (the
+        service failed, or stops without drain). Called after the lock."""
+
+    def classify(self, exc: BaseException) -> Failure:
+        """What a handler's exception means for the service (plugin code may run:
+        call it before taking the lock)."""
+
+
+class PluginSession(Protocol):
+    """What a backend gives one service: its plugin for each life, and the
+    dispatcher that hands that plugin its events."""
+
+    #: Every life runs the same plugin instance (it was registered as one), so no
+    #: life may start it while an earlier one is still inside it.
+    shared: bool
+
+    def new_plugin(self) -> Any:
+        """The plugin of a new life (on its worker thread, before ``start()``)."""
+
+    def dispatcher(self, service: "ServiceHandle", plugin: Any) -> Dispatcher:
+        """The dispatcher of a life whose plugin has started."""
+
+
+class ThreadSession:
+    """Plugins on the service's own worker thread: the default session."""
+
+    __slots__ = ("shared", "_plugin", "_factory")
+
+    def __init__(self, plugin: Any, factory: Optional[Callable[[], Any]]) -> None:
+        self.shared = factory is None
+        self._plugin = plugin
+        self._factory = factory
+
+    def new_plugin(self) -> Any:
+        return self._plugin if self._factory is None else self._factory()
+
+    def dispatcher(self, service: "ServiceHandle", plugin: Any) -> "SerialDispatcher":
+        return SerialDispatcher(service, plugin)
+
+
+class SerialDispatcher:
+    """``plugin.handle_ingress`` on the worker thread, one event at a time."""
+
+    __slots__ = ("_service", "_handle")
+
+    def __init__(self, service: "ServiceHandle", plugin: Any) -> None:
+        self._service = service
+        self._handle = plugin.handle_ingress
+
+    def recall(self, _unused: Any = None) -> None:
+        """Nothing is ever handed over ahead of its turn here."""
+
+    def classify(self, exc: BaseException) -> Failure:
+        return Failure.raised(exc)
+
+    def run(self, life: int) -> None:
+        # The hot path, written inline on purpose: one lock hold settles the
+        # finished event and takes the next, and every name the loop needs is a
+        # local (an extra call or attribute hop per event is measurable here).
+        service = self._service
+        handle = self._handle
+        lock = service._lock
+        items = service._items
+        timeout = service._config.dispatch_timeout
+        retry = service._config.retry
+        future: Optional[DispatchFuture] = None
+        ctx = DispatchContext(None)
+        ok = True
+        value: Any = None
+        while True:
+            settled: Optional[_Post] = None
+            with lock:
+                if service._life != life:
+                    return  # abandoned after a stuck handler; its event was decided
+                if future is not None:
+                    settled = service._settle(future, ok, value)
+                    future = None
+                state = service._state
+                if items and (state is _RUNNING or (state is _STOPPING and service._drain)):
+                    future, ctx = service._take(items, timeout)
+            if settled:
+                _resolve(settled)
+            if future is None:
+                taken = service._wait_for_event(life, timeout)
+                if taken is None:
+                    return
+                future, ctx = taken
+            if service._timed_out_current:
+                # Decided (stop grace) while the previous callbacks ran on this
+                # thread; a merely cancelled one is still handed over, ctx says so.
+                ok, value = True, None
+                continue
+            if timeout is not None:
+                service._start_deadline(future, ctx, timeout)
+            try:
+                value = handle(future.event, ctx)
+                ok = True
+            except BaseException as exc:
+                value = exc
+                ok = False
+                if retry is not None and _is_instance(exc, retry.retry_on) \
+                        and not ctx.cancelled:
+                    ok, value = Redelivery(service, life, exc, handle, timeout).run()
+                if not ok:
+                    value = self.classify(value)  # plugin code: before the lock

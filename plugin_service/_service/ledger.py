@@ -1,0 +1,130 @@
+"""The ledger of a service: counters, the diagnostics ring, last_error, the
+failure, dead letters, and the consistent snapshot that ``status()`` returns.
+
+Everything here runs with the service's lock held.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from typing import TYPE_CHECKING, Any, Optional, Tuple
+
+from .. import errors
+from .._diagnostics import DeadLetter, Diagnostic, DiagnosticKind, DispatchCounters, ServiceStatus
+from .._events import IngressEvent
+from .._guarded import describe
+from .._redact import sanitize
+from .core import _K, _UTC, ServiceCore, _Post
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._future import DispatchFuture
+
+
+class Failure:
+    """What the locked settle needs to know of a failed attempt, computed by the
+    worker before it takes the lock (the plugin's exception is plugin code).
+
+    ``counts``: it counts towards ``fail_after`` (the plugin saw the event);
+    ``fatal``: the plugin cannot serve more events, whatever ``fail_after`` says
+    (its process is gone, say), nor clean up. A dispatcher's ``classify`` builds it.
+    """
+
+    __slots__ = ("why", "cause", "counts", "fatal")
+
+    def __init__(self, why: str, cause: BaseException, counts: bool = True,
+                 fatal: bool = False) -> None:
+        self.why = why
+        self.cause = cause
+        self.counts = counts
+        self.fatal = fatal
+
+    @classmethod
+    def raised(cls, value: BaseException) -> "Failure":
+        """The handler raised ``value``."""
+        return cls("handler raised %s" % describe(value), value)
+
+
+def _is_instance(value: Any, types: Any) -> bool:
+    """``isinstance`` that a plugin's exception cannot make raise."""
+    try:
+        return isinstance(value, types)
+    except BaseException:
+        return False
+
+
+class Ledger(ServiceCore):
+    """Recording (lock held): diagnostics, rejections, dead letters, snapshots."""
+
+    __slots__ = ()
+
+    def _note(self, kind: DiagnosticKind, message: Any,
+              correlation_id: Optional[str] = None) -> Diagnostic:
+        """Record a diagnostic (and log it); every non-lifecycle one is last_error.
+
+        Lifecycle messages are built here from state names alone, so only the
+        others, which can carry plugin text, go through ``sanitize``.
+        """
+        text = message if kind is _K.LIFECYCLE else sanitize(message)
+        diagnostic = Diagnostic(kind, self._state, text, _dt.datetime.now(_UTC),
+                                correlation_id)
+        self._diagnostics.append(diagnostic)
+        log = self._log if correlation_id is None else self._log.bind(
+            correlation_id=diagnostic.correlation_id)
+        if kind is _K.LIFECYCLE:
+            log.info("{}", diagnostic.message)
+        else:
+            self._last_error = diagnostic
+            log.warning("{}: {}", kind.value, diagnostic.message)
+        return diagnostic
+
+    def _reject(self, error: errors.PluginServiceError, event: Any) -> errors.PluginServiceError:
+        try:
+            cid = event.correlation_id if type(event) is IngressEvent else None
+        except Exception:  # pragma: no cover - IngressEvent slots always exist
+            cid = None
+        with self._lock:
+            self._rejected += 1
+            self._note(error.kind, str(error), cid if type(cid) is str else None)
+        return error
+
+    def _dead_letter(self, event: Any, diagnostic: Diagnostic) -> None:
+        self._runtime.dead_letters.add(DeadLetter(self.name, event, diagnostic))
+
+    def _dispatch_failed(self, future: DispatchFuture, event: Any, failure: Failure
+                         ) -> Tuple[Diagnostic, _Post]:
+        """Record a failed event (lock held): diagnostic, dead letter (``event``, the
+        last attempt), and the ``DispatchFailed`` its future gets once the lock is
+        released."""
+        why, cause = failure.why, failure.cause
+        diagnostic = self._note(_K.DISPATCH_FAILED, why, future._cid)
+        self._dead_letter(event, diagnostic)
+        error = errors.DispatchFailed("service %r: %s" % (self.name, why),
+                                      service=self.name)
+        error.__cause__ = cause
+        return diagnostic, [(future.set_exception, error)]
+
+    def _snapshot(self) -> ServiceStatus:
+        current = self._current
+        in_flight = 1 if current is not None and not self._timed_out_current else 0
+        return ServiceStatus(
+            name=self.name,
+            state=self._state,
+            queue_depth=len(self._items) + self._ahead,
+            queue_capacity=self._capacity,
+            in_flight=in_flight,
+            overdue=current is not None and self._timed_out_current,
+            last_error=self._last_error,
+            failure=self._failure,
+            counters=DispatchCounters(
+                enqueued=self._enqueued,
+                dispatched=self._dispatched,
+                succeeded=self._succeeded,
+                failed=self._failed,
+                timed_out=self._timed_out,
+                rejected=self._rejected,
+                dropped=self._dropped,
+                retried=self._retried,
+            ),
+            diagnostics=tuple(self._diagnostics),
+            plugin_status=None,
+            restarts=self._restarts,
+        )
