@@ -24,7 +24,7 @@ from .._context import DispatchContext
 from .._future import DispatchFuture
 from .._guarded import describe
 from .._service import Failure, Redelivery
-from .._service.core import _RUNNING, _Post, _resolve
+from .._service.core import _RUNNING, Deferred
 from .._service.ledger import _is_instance
 from .proxy import Undeliverable
 
@@ -40,7 +40,7 @@ class PipelineDispatcher:
     """Hands a Ray proxy up to ``window`` events at once (see the module)."""
 
     __slots__ = ("_service", "_proxy", "_window", "_timeout", "_retry", "_sent",
-                 "_skipped", "_draining")
+                 "_skipped", "_draining", "_later")
 
     def __init__(self, service: "ServiceHandle", proxy: "_ActorProxy", window: int) -> None:
         self._service = service
@@ -52,6 +52,7 @@ class PipelineDispatcher:
         self._skipped: List[DispatchFuture] = []  # came back unrun, in order
         # Recalled: ``_sent`` comes back unrun (or, raced, with outcomes).
         self._draining = False
+        self._later = Deferred()  # what runs once the service's lock is released
 
     def recall(self, _unused: Any = None) -> None:
         self._proxy._recall()
@@ -68,7 +69,6 @@ class PipelineDispatcher:
                        fatal=issubclass(kind, errors.PluginCrashed))
 
     def run(self, life: int) -> None:
-        post: Optional[_Post] = None
         while True:
             sends = self._fill(life)
             if sends is None:
@@ -77,13 +77,10 @@ class PipelineDispatcher:
                 break  # abandoned after a stuck handler; what was sent is taken back
             if sends:
                 self._hand_over(sends)
-            post, abandoned = self._record(life, *self._receive_head(life))
-            if abandoned:
-                break
-            if post:
-                _resolve(post)
-                post = None
-        self._take_back(post)
+            if self._record(life, *self._receive_head(life)):
+                break  # abandoned: the rest is taken back
+            self._later.run()
+        self._take_back()
 
     def _fill(self, life: int) -> Optional[List[_Sent]]:
         """Under the lock: with nothing outstanding, take the next event (waiting
@@ -134,9 +131,9 @@ class PipelineDispatcher:
         for _future in unsent:
             sent.pop()  # the newest entries of ``sent``
         with service._lock:  # what was taken meanwhile found nothing to recall
-            post = service._requeue(unsent)
+            service._requeue(unsent, self._later)
             recall = not service._dispatching()
-        _resolve(post)
+        self._later.run()
         if recall:
             proxy._recall()
 
@@ -164,24 +161,24 @@ class PipelineDispatcher:
         return head, head_ctx, ran, ok, value
 
     def _record(self, life: int, head: DispatchFuture, head_ctx: DispatchContext,
-                ran: bool, ok: bool, value: Any) -> Tuple[Optional[_Post], bool]:
+                ran: bool, ok: bool, value: Any) -> bool:
         """Under the lock: settle the reply, or queue it again if it did not run;
-        make the next one sent the event in flight. ``(post, abandoned)``."""
-        service = self._service
-        post: Optional[_Post] = None
+        make the next one sent the event in flight. True if this life was
+        abandoned meanwhile."""
+        service, later = self._service, self._later
         with service._lock:
             if service._life != life:
                 if self._draining and ran:
-                    post = service._settle_detached(head, ok, value)
+                    service._settle_detached(head, ok, value, later)
                 elif self._draining:
                     self._skipped.append(head)
                 # else: the one in flight, decided when its life was abandoned
                 self._draining = True  # the rest of ``_sent`` was never in flight
-                return post, True
+                return True
             if self._draining:
                 if ran:  # it began before the recall reached it: its outcome
                     service._promote(head, head_ctx)
-                    post = service._settle(head, ok, value)
+                    service._settle(head, ok, value, later)
                 else:
                     self._skipped.append(head)
             elif not ran and not service._timed_out_current:
@@ -189,24 +186,23 @@ class PipelineDispatcher:
                 service._unpromote(head)
                 self._skipped.append(head)
             else:
-                post = service._settle(head, ok, value if ran else None)
+                service._settle(head, ok, value if ran else None, later)
             if not self._sent:
                 self._draining = False
                 if self._skipped:
-                    post = (post or []) + service._requeue(self._skipped)
+                    service._requeue(self._skipped, later)
                     self._skipped = []
             elif not self._draining:
                 if service._dispatching():
                     service._promote(*self._sent[0])
                 else:  # recalled: they come back unrun, or with what they did
                     self._draining = True
-        return post, False
+        return False
 
-    def _take_back(self, post: Optional[_Post]) -> None:
+    def _take_back(self) -> None:
         """Abandoned: what was sent after the one in flight comes back unrun (its
         batch was closed by the cancel that abandoned it, or its process killed)."""
-        service, proxy, sent = self._service, self._proxy, self._sent
-        posts = list(post or ())
+        service, proxy, sent, later = self._service, self._proxy, self._sent, self._later
         if sent and not self._draining:  # the one in flight, decided when abandoned
             sent.popleft()
             try:
@@ -222,9 +218,9 @@ class PipelineDispatcher:
                 ran, value, ok = False, exc, False
             if ran:
                 with service._lock:
-                    posts += service._settle_detached(future, ok, value)
+                    service._settle_detached(future, ok, value, later)
             else:
                 self._skipped.append(future)
         with service._lock:
-            posts += service._requeue(self._skipped)
-        _resolve(posts)
+            service._requeue(self._skipped, later)
+        later.run()

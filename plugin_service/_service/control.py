@@ -24,9 +24,8 @@ from .core import (
     _STARTING,
     _STOPPED,
     _STOPPING,
+    Deferred,
     _monotonic,
-    _Post,
-    _resolve,
 )
 from .inflight import InFlight
 
@@ -58,7 +57,7 @@ class Control(InFlight):
         if self._producers_waiting:
             self._not_full.notify_all()
 
-    def _fail(self, diagnostic: Diagnostic, post: _Post, clean_up: bool = False,
+    def _fail(self, diagnostic: Diagnostic, later: Deferred, clean_up: bool = False,
               on_return: bool = False) -> None:
         """Go FAILED (once per life); queued events wait for a restart or are dropped.
 
@@ -78,14 +77,14 @@ class Control(InFlight):
             self._clean_ups_on_return[self._life] = self._failure
         restart = self._restart_allowed()
         self._transition(_FAILED, diagnostic.kind.value)
-        self._recall_ahead(post)
+        self._recall_ahead(later)
         self._fail_pending = None
         if restart and self._config.restart is not None:
             backoff = self._config.restart.backoff
             self._restart_timer = self._runtime.watchdog.schedule(
                 _monotonic() + backoff, self._on_restart_due, self._life)
         else:
-            self._drop_queued(errors.ServiceFailed, post)
+            self._drop_queued(errors.ServiceFailed, later)
 
     def _restart_allowed(self) -> bool:
         policy = self._config.restart
@@ -102,12 +101,12 @@ class Control(InFlight):
                 recent.popleft()
         return len(recent) < policy.max_restarts
 
-    def _recall_ahead(self, post: _Post) -> None:
+    def _recall_ahead(self, later: Deferred) -> None:
         """Nothing handed over ahead may run any more (a failure, a stop without
         drain): the dispatcher recalls it (lock held; the call runs after it)."""
         dispatcher = self._dispatcher
-        if self._ahead and dispatcher is not None:
-            post.append((dispatcher.recall, None))
+        if self._room < self._capacity and dispatcher is not None:  # some handed ahead
+            later.add(dispatcher.recall, None)
 
     def _request_start(self, timeout: Optional[float]) -> int:
         """Begin a start if READY and bound it from now; the life to wait for
@@ -220,14 +219,14 @@ class Control(InFlight):
                                     service=self.name, state=state)
 
     def _on_start_bound(self, life: int, bound: float) -> None:
-        post: _Post = []
+        later = Deferred()
         with self._lock:
             if self._life == life and self._phase is _IN_START and (
                     self._state is _STARTING or self._state is _STOPPING):
                 diagnostic = self._note(
                     _K.SERVICE_FAILED, "start() did not return within %.3gs" % bound)
-                self._fail(diagnostic, post)
-        _resolve(post)
+                self._fail(diagnostic, later)
+        later.run()
 
     def _on_restart_due(self, life: int) -> None:
         with self._lock:

@@ -54,7 +54,6 @@ DIAGNOSTICS_KEPT = 50
 _IN_START, _IN_DISPATCH, _IN_STOP, _IDLE = "start()", "handle_ingress()", "stop()", None
 _IN_CLEANUP = "on_failure()"  # or stop(), when the plugin has no on_failure
 
-_Post = List[Tuple[Callable[[Any], Any], Any]]
 
 
 class Runtime:
@@ -67,18 +66,34 @@ class Runtime:
         self.dead_letters = dead_letters
 
 
-def _resolve(post: _Post) -> None:
-    """Resolve futures after the lock is released.
+class Deferred:
+    """What must run once the service's lock is released: futures to resolve and
+    dispatcher hooks to call (``add`` under the lock, ``run`` after it).
 
-    Every one is settled whatever the ones before it met: a done-callback that
+    Every call is made whatever the ones before it met: a done-callback that
     raises even a BaseException is logged by the future itself, and anything else
-    (a bug of ours) is logged, redacted, never fatal to the thread resolving.
+    (a bug of ours) is logged, redacted, never fatal to the thread running them.
     """
-    for settle, value in post:
-        try:
-            settle(value)
-        except BaseException as exc:
-            logger.error("settling a future failed: {}", failure_log(exc))
+
+    __slots__ = ("_calls",)
+
+    def __init__(self) -> None:
+        self._calls: List[Tuple[Callable[[Any], Any], Any]] = []
+
+    def add(self, call: Callable[[Any], Any], arg: Any) -> None:
+        self._calls.append((call, arg))
+
+    def run(self) -> None:
+        """Make the calls added so far, in order; the object can be used again."""
+        calls = self._calls
+        if not calls:
+            return
+        self._calls = []
+        for call, arg in calls:
+            try:
+                call(arg)
+            except BaseException as exc:
+                logger.error("settling a future failed: {}", failure_log(exc))
 
 
 class ServiceCore:
@@ -102,7 +117,7 @@ class ServiceCore:
         "name", "_config", "_session", "_runtime", "_log", "_capacity",
         "_lock", "_not_empty", "_not_full", "_state_changed",
         # The mailbox: the bounded FIFO and its wake-ups.
-        "_items", "_room", "_ahead", "_worker_waiting", "_producers_waiting",
+        "_items", "_room", "_worker_waiting", "_producers_waiting",
         "_room_signalled",
         # Lifecycle control.
         "_state", "_life", "_auto_life", "_phase", "_plugin", "_dispatcher",
@@ -135,9 +150,9 @@ class ServiceCore:
         # its deque, lock and conditions held here directly).
         self._items: "collections.deque[DispatchFuture]" = collections.deque()
         # Room for the FIFO: the capacity less the events handed to a plugin ahead
-        # of their turn (``_ahead``), which still count against it.
+        # of their turn, which still count against it (``_capacity - _room`` of
+        # them; submit's fast path compares against ``_room`` alone).
         self._room = config.queue_size
-        self._ahead = 0
         self._worker_waiting = False
         self._producers_waiting = 0
         self._room_signalled = False  # not_full was notified since a producer parked
@@ -188,7 +203,7 @@ class ServiceCore:
         # A part calls down the stack freely; these four are the calls up it
         # (failing, the cleanup, the worker thread, the public snapshot),
         # declared here for the type checker only.
-        def _fail(self, diagnostic: Diagnostic, post: _Post, clean_up: bool = False,
+        def _fail(self, diagnostic: Diagnostic, later: Deferred, clean_up: bool = False,
                   on_return: bool = False) -> None: ...
 
         def _owe_clean_up(self, failure: Diagnostic) -> None: ...

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from .._context import DispatchContext
 from .._future import DispatchFuture
-from .core import _RUNNING, _STOPPING, _Post, _resolve
+from .core import _RUNNING, _STOPPING, Deferred
 from .ledger import Failure, _is_instance
 from .retry import Redelivery
 
@@ -98,19 +98,18 @@ class SerialDispatcher:
         ctx = DispatchContext(None)
         ok = True
         value: Any = None
+        later = Deferred()  # one for the life: settling an event allocates none
         while True:
-            settled: Optional[_Post] = None
             with lock:
                 if service._life != life:
                     return  # abandoned after a stuck handler; its event was decided
                 if future is not None:
-                    settled = service._settle(future, ok, value)
+                    service._settle(future, ok, value, later)
                     future = None
                 state = service._state
                 if items and (state is _RUNNING or (state is _STOPPING and service._drain)):
                     future, ctx = service._take(items, timeout)
-            if settled:
-                _resolve(settled)
+            later.run()
             if future is None:
                 taken = service._wait_for_event(life, timeout)
                 if taken is None:

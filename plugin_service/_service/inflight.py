@@ -16,7 +16,7 @@ from .. import errors
 from .._context import DispatchContext
 from .._future import DispatchFuture
 from .._guarded import describe
-from .core import _IDLE, _IN_DISPATCH, _K, _RUNNING, _STOPPING, _monotonic, _Post, _resolve
+from .core import _IDLE, _IN_DISPATCH, _K, _RUNNING, _STOPPING, Deferred, _monotonic
 from .mailbox import Mailbox
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,12 +80,10 @@ class InFlight(Mailbox):
                 if self._current is future and self._deadline == deadline:
                     self._arm(deadline)
 
-    def _settle(self, future: DispatchFuture, ok: bool, value: Any) -> Optional[_Post]:
-        """Record the outcome of the event in flight (lock held).
-
-        Returns what resolves futures once the lock is released, or None when the
-        watchdog already decided this event (timed out) and nothing else changed.
-        """
+    def _settle(self, future: DispatchFuture, ok: bool, value: Any, later: Deferred) -> None:
+        """Record the outcome of the event in flight (lock held); ``later`` gets
+        what resolves its future once the lock is released (nothing when the
+        watchdog already decided it: timed out)."""
         self._current = None
         self._current_ctx = None
         self._deadline = None
@@ -101,28 +99,25 @@ class InFlight(Mailbox):
                 # grace): like an expired grace on a thread, that is SERVICE_FAILED.
                 pending = self._note(_K.SERVICE_FAILED, describe(value.cause))
             if pending is not None:
-                post: _Post = []
-                self._fail(pending, post, clean_up=ok or not value.fatal)
-                return post
-            return None
+                self._fail(pending, later, clean_up=ok or not value.fatal)
+            return
         if ok:
             self._succeeded += 1
             self._consecutive_failures = 0
-            return [(future.set_result, value)]
+            later.add(future.set_result, value)
+            return
         self._failed += 1
         if value.counts:
             self._consecutive_failures += 1
-        diagnostic, post = self._dispatch_failed(future, self._current_event, value)
+        diagnostic = self._dispatch_failed(future, self._current_event, value, later)
         fail_after = self._config.fail_after
         if (fail_after is not None and self._consecutive_failures >= fail_after) \
                 or value.fatal:
             # A plugin that cannot serve more cannot clean up either.
-            self._fail(diagnostic, post, clean_up=not value.fatal)
-        return post
+            self._fail(diagnostic, later, clean_up=not value.fatal)
 
     def _promote(self, future: DispatchFuture, ctx: DispatchContext) -> None:
         """An event sent ahead becomes the one in flight (lock held)."""
-        self._ahead -= 1
         self._room += 1
         self._dispatched += 1
         self._current = future
@@ -142,26 +137,26 @@ class InFlight(Mailbox):
     def _unpromote(self, future: DispatchFuture) -> None:
         """The event in flight came back unrun: it waits again (lock held)."""
         self._dispatched -= 1
-        self._ahead += 1
         self._room -= 1
         self._current = None
         self._current_ctx = None
         self._deadline = None
         self._phase = _IDLE
 
-    def _settle_detached(self, future: DispatchFuture, ok: bool, value: Any) -> _Post:
+    def _settle_detached(self, future: DispatchFuture, ok: bool, value: Any,
+                         later: Deferred) -> None:
         """The outcome of an event that ran although it was never the one in flight
         (it began just before its batch was closed, lock held)."""
-        self._ahead -= 1
         self._room += 1
         self._dispatched += 1
         if self._producers_waiting:
             self._not_full.notify_all()
         if ok:
             self._succeeded += 1
-            return [(future.set_result, value)]
+            later.add(future.set_result, value)
+            return
         self._failed += 1
-        return self._dispatch_failed(future, future.event, value)[1]
+        self._dispatch_failed(future, future.event, value, later)
 
     def _arm(self, deadline: float) -> None:
         """Make sure a dispatch timer fires by ``deadline`` (lock held).
@@ -176,7 +171,7 @@ class InFlight(Mailbox):
             self._runtime.watchdog.schedule(deadline, self._on_dispatch_timer, deadline)
 
     def _on_dispatch_timer(self, armed: float) -> None:
-        post: _Post = []
+        later = Deferred()
         with self._lock:
             if self._timer_at == armed:
                 self._timer_at = None
@@ -187,11 +182,11 @@ class InFlight(Mailbox):
                 self._arm(deadline)
                 return
             timeout = self._config.dispatch_timeout
-            self._time_out_current(timeout, post,
+            self._time_out_current(timeout, later,
                                    "handler did not return within %.3gs" % (timeout or 0.0))
-        _resolve(post)
+        later.run()
 
-    def _time_out_current(self, timeout: Optional[float], post: _Post, why: str) -> None:
+    def _time_out_current(self, timeout: Optional[float], later: Deferred, why: str) -> None:
         """Decide the in-flight event as timed out (lock held); cancel its handler."""
         future = self._current
         assert future is not None
@@ -211,16 +206,16 @@ class InFlight(Mailbox):
         if grace is not None:
             self._runtime.watchdog.schedule(_monotonic() + grace, self._on_dispatch_grace,
                                             self._life, future, grace)
-        post.append((future.set_exception, errors.DispatchTimeout(
-            "service %r: %s" % (self.name, why), service=self.name, timeout=timeout)))
+        later.add(future.set_exception, errors.DispatchTimeout(
+            "service %r: %s" % (self.name, why), service=self.name, timeout=timeout))
 
     def _on_dispatch_grace(self, life: int, future: DispatchFuture, grace: float) -> None:
-        post: _Post = []
+        later = Deferred()
         with self._lock:
             if self._life != life or self._current is not future:
                 return
             diagnostic = self._note(
                 _K.SERVICE_FAILED, "handler ignored cancellation: still running %.3gs after "
                 "its deadline" % grace, future._cid)
-            self._fail(diagnostic, post, on_return=True)
-        _resolve(post)
+            self._fail(diagnostic, later, on_return=True)
+        later.run()

@@ -6,14 +6,14 @@ Everything here runs with the service's lock held.
 from __future__ import annotations
 
 import datetime as _dt
-from typing import TYPE_CHECKING, Any, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Optional
 
 from .. import errors
 from .._diagnostics import DeadLetter, Diagnostic, DiagnosticKind, DispatchCounters, ServiceStatus
 from .._events import IngressEvent
 from .._guarded import describe
 from .._redact import sanitize
-from .core import _K, _UTC, ServiceCore, _Post
+from .core import _K, _UTC, Deferred, ServiceCore
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._future import DispatchFuture
@@ -89,18 +89,19 @@ class Ledger(ServiceCore):
     def _dead_letter(self, event: Any, diagnostic: Diagnostic) -> None:
         self._runtime.dead_letters.add(DeadLetter(self.name, event, diagnostic))
 
-    def _dispatch_failed(self, future: DispatchFuture, event: Any, failure: Failure
-                         ) -> Tuple[Diagnostic, _Post]:
+    def _dispatch_failed(self, future: DispatchFuture, event: Any, failure: Failure,
+                         later: Deferred) -> Diagnostic:
         """Record a failed event (lock held): diagnostic, dead letter (``event``, the
-        last attempt), and the ``DispatchFailed`` its future gets once the lock is
-        released."""
+        last attempt), and, in ``later``, the ``DispatchFailed`` its future gets
+        once the lock is released."""
         why, cause = failure.why, failure.cause
         diagnostic = self._note(_K.DISPATCH_FAILED, why, future._cid)
         self._dead_letter(event, diagnostic)
         error = errors.DispatchFailed("service %r: %s" % (self.name, why),
                                       service=self.name)
         error.__cause__ = cause
-        return diagnostic, [(future.set_exception, error)]
+        later.add(future.set_exception, error)
+        return diagnostic
 
     def _snapshot(self) -> ServiceStatus:
         current = self._current
@@ -108,7 +109,7 @@ class Ledger(ServiceCore):
         return ServiceStatus(
             name=self.name,
             state=self._state,
-            queue_depth=len(self._items) + self._ahead,
+            queue_depth=len(self._items) + self._capacity - self._room,
             queue_capacity=self._capacity,
             in_flight=in_flight,
             overdue=current is not None and self._timed_out_current,

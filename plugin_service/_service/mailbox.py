@@ -2,7 +2,8 @@
 
 Producers (``submit``, on the caller's thread) append under the lock and wake
 the worker only if it waits; the worker takes from the front. Events handed to
-a plugin ahead of their turn (``_ahead``) still count against the capacity.
+a plugin ahead of their turn still count against the capacity: ``_room`` is
+what is left of it for the FIFO.
 Notifications are elided where they cannot matter: the worker is woken once per
 wait, parked producers once per parking episode.
 """
@@ -15,7 +16,7 @@ from .. import errors
 from .._events import check_event
 from .._fork import forked_error
 from .._future import DispatchFuture
-from .core import _FAILED, _READY, _RUNNING, _STARTING, _STOPPED, _STOPPING, _monotonic, _Post
+from .core import _FAILED, _READY, _RUNNING, _STARTING, _STOPPED, _STOPPING, Deferred, _monotonic
 from .ledger import Ledger
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -115,7 +116,7 @@ class Mailbox(Ledger):
                 self._not_full.notify()
         return future._announce_withdrawn()
 
-    def _drop_queued(self, error_type: Type[errors.PluginServiceError], post: _Post) -> None:
+    def _drop_queued(self, error_type: Type[errors.PluginServiceError], later: Deferred) -> None:
         """Drop every queued event: counted, dead-lettered, futures fail afterwards."""
         items = self._items
         kind = error_type.kind
@@ -125,9 +126,9 @@ class Mailbox(Ledger):
             diagnostic = self._note(kind, "event dropped: service %s" % self._state.value,
                                     future._cid)
             self._dead_letter(future.event, diagnostic)
-            post.append((future.set_exception, error_type(
+            later.add(future.set_exception, error_type(
                 "service %r %s; queued event dropped" % (self.name, self._state.value),
-                service=self.name, state=self._state)))  # type: ignore[call-arg]
+                service=self.name, state=self._state))  # type: ignore[call-arg]
         if self._producers_waiting:
             self._not_full.notify_all()
 
@@ -137,36 +138,32 @@ class Mailbox(Ledger):
         state = self._state
         return state is _RUNNING or (state is _STOPPING and self._drain)
 
-    def _requeue(self, futures: List[DispatchFuture]) -> _Post:
-        """Events sent ahead came back unrun: to the front of the queue, pending
-        again, unless the state says they are dropped (lock held)."""
-        post: _Post = []
+    def _requeue(self, futures: List[DispatchFuture], later: Deferred) -> None:
+        """Events handed over ahead came back unrun: to the front of the queue,
+        pending again, unless the state says they are dropped (lock held)."""
         if not futures:
-            return post
+            return
         items = self._items
         for future in reversed(futures):
             future._mark_pending()
             items.appendleft(future)
-        self._ahead -= len(futures)
         self._room += len(futures)
         if self._producers_waiting:
             self._not_full.notify_all()
         state = self._state
         if state is _FAILED:
             if self._restart_timer is None and not self._restart_when_idle:
-                self._drop_queued(errors.ServiceFailed, post)
+                self._drop_queued(errors.ServiceFailed, later)
         elif state is _STOPPED or (state is _STOPPING and not self._drain):
-            self._drop_queued(errors.ServiceStopped, post)
+            self._drop_queued(errors.ServiceStopped, later)
         elif self._worker_waiting:  # a newer life's worker
             self._worker_waiting = False
             self._not_empty.notify()
-        return post
 
     def _take_ahead(self) -> DispatchFuture:
         """Take the next queued event to hand to the plugin ahead of its turn: it
         still counts against the capacity until it is in flight (lock held)."""
         future = self._items.popleft()
         future._mark_running()
-        self._ahead += 1
         self._room -= 1
         return future

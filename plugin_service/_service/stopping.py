@@ -17,9 +17,8 @@ from .core import (
     _READY,
     _STOPPED,
     _STOPPING,
+    Deferred,
     _monotonic,
-    _Post,
-    _resolve,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,7 +32,7 @@ class Stopping(Control):
 
     def _request_stop(self, drain: bool, timeout: Optional[float]) -> int:
         """Begin a stop; the life to wait for (0: nothing to wait for)."""
-        post: _Post = []
+        later = Deferred()
         with self._lock:
             state = self._state
             if state is _STOPPED or state is _FAILED:
@@ -47,14 +46,14 @@ class Stopping(Control):
             elif not drain:
                 self._drain = False
             if not self._drain:
-                self._drop_queued(errors.ServiceStopped, post)
-                self._recall_ahead(post)
+                self._drop_queued(errors.ServiceStopped, later)
+                self._recall_ahead(later)
             life = self._life
             bound = timeout if timeout is not None else self._config.stop_timeout
             if bound is not None:
                 self._runtime.watchdog.schedule(_monotonic() + bound, self._on_stop_bound,
                                                 life, bound)
-        _resolve(post)
+        later.run()
         return life
 
     def _await_stopped(self, life: int, deadline: Optional[float] = None) -> ServiceStatus:
@@ -72,11 +71,11 @@ class Stopping(Control):
             stopped = self._state_changed.wait_for(
                 lambda: self._life != life or self._state is _STOPPED or self._state is _FAILED,
                 None if deadline is None else max(0.0, deadline - _monotonic()))
-            post: _Post = []
+            later = Deferred()
             if not stopped and self._state is _STOPPING:
-                self._give_up_stopping(post)
+                self._give_up_stopping(later)
             snapshot = self._snapshot()
-        _resolve(post)
+        later.run()
         if snapshot.state is _FAILED:
             failure = snapshot.failure
             raise errors.ServiceFailed(
@@ -85,31 +84,31 @@ class Stopping(Control):
                 service=self.name, state=_FAILED)
         return snapshot
 
-    def _give_up_stopping(self, post: _Post) -> None:
+    def _give_up_stopping(self, later: Deferred) -> None:
         """Close's deadline passed while STOPPING (lock held): fail it now."""
         if self._phase is _IN_DISPATCH and self._current is not None \
                 and not self._timed_out_current:
-            self._time_out_current(None, post, "still running when the host closed")
+            self._time_out_current(None, later, "still running when the host closed")
         self._fail(self._note(_K.SERVICE_FAILED, "host closed before the service stopped "
-                              "(%s still running)" % (self._phase or "worker")), post,
+                              "(%s still running)" % (self._phase or "worker")), later,
                    on_return=self._phase is _IN_DISPATCH)
 
     def _on_stop_bound(self, life: int, bound: float) -> None:
         """The stop bound ran out: drop what is queued, cancel a running handler and
         grant it ``cancel_grace``. A ``start()`` or ``stop()`` still running has no
         context to cancel, so it fails the service at the bound."""
-        post: _Post = []
+        later = Deferred()
         with self._lock:
             if self._life != life or self._state is not _STOPPING:
                 return
             self._drain = False
-            self._drop_queued(errors.ServiceStopped, post)
-            self._recall_ahead(post)
+            self._drop_queued(errors.ServiceStopped, later)
+            self._recall_ahead(later)
             phase = self._phase
             in_handler = not (phase is _IN_STOP or phase is _IN_START)
             if not in_handler:
                 self._fail(self._note(_K.SERVICE_FAILED, "%s did not return within the "
-                                      "%.3gs stop bound" % (phase, bound)), post)
+                                      "%.3gs stop bound" % (phase, bound)), later)
             grace = self._config.cancel_grace
             if grace is not None and self._state is _STOPPING:
                 # Armed before the handler is cancelled: a cancel hook may arm its
@@ -121,30 +120,30 @@ class Stopping(Control):
             if in_handler and self._current_ctx is not None:
                 self._current_ctx._cancel()
             self._not_empty.notify_all()
-        _resolve(post)
+        later.run()
 
     def _on_stop_grace(self, life: int, bound: float, grace: float) -> None:
-        post: _Post = []
+        later = Deferred()
         with self._lock:
             if self._life != life or self._state is not _STOPPING:
                 return
             phase = self._phase
             if phase is _IN_DISPATCH and self._current is not None \
                     and not self._timed_out_current:
-                self._time_out_current(bound, post, "cancelled by stop and did not return")
+                self._time_out_current(bound, later, "cancelled by stop and did not return")
             diagnostic = self._note(
                 _K.SERVICE_FAILED, "stop did not complete: %s still running %.3gs after "
                 "the %.3gs stop bound" % (phase or "worker", grace, bound))
-            self._fail(diagnostic, post, on_return=phase is _IN_DISPATCH)
-        _resolve(post)
+            self._fail(diagnostic, later, on_return=phase is _IN_DISPATCH)
+        later.run()
 
     def _close_begin(self) -> None:
         """Host closing: no automatic restart from now on; drop what waits for one."""
-        post: _Post = []
+        later = Deferred()
         with self._lock:
             self._closing = True
             self._state_changed.notify_all()  # a restart() waiting on a cleanup gives up
             self._cancel_restart_timer()
             if self._state is _FAILED:
-                self._drop_queued(errors.ServiceFailed, post)
-        _resolve(post)
+                self._drop_queued(errors.ServiceFailed, later)
+        later.run()

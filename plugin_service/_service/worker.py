@@ -22,9 +22,8 @@ from .core import (
     _STARTING,
     _STOPPED,
     _STOPPING,
-    _Post,
-    _resolve,
-)
+    Deferred,
+    )
 
 if TYPE_CHECKING:  # pragma: no cover
     from .dispatch import Dispatcher
@@ -61,14 +60,14 @@ class Worker(CleanUp):
             dispatcher = self._session.dispatcher(cast("ServiceHandle", self), plugin)
         except BaseException as exc:
             text = describe(exc)
-            post: _Post = []
+            later = Deferred()
             with self._lock:
                 if self._life == life and self._phase is _IN_START:
                     diagnostic = self._note(_K.SERVICE_FAILED, "start() raised %s" % text)
                     if self._state is _STARTING or self._state is _STOPPING:
-                        self._fail(diagnostic, post)
+                        self._fail(diagnostic, later)
                     self._phase = _IDLE
-            _resolve(post)
+            later.run()
             return None
         with self._lock:
             if self._life == life and self._phase is _IN_START:
@@ -100,13 +99,13 @@ class Worker(CleanUp):
 
     def _stop_plugin(self, life: int, plugin: Any) -> None:
         """After the loop: call ``plugin.stop()`` if the service is stopping."""
-        post: _Post = []
+        later = Deferred()
         with self._lock:
             if self._life != life or self._state is not _STOPPING:
                 return
-            self._drop_queued(errors.ServiceStopped, post)
+            self._drop_queued(errors.ServiceStopped, later)
             self._phase = _IN_STOP
-        _resolve(post)
+        later.run()
         try:
             plugin.stop()
             error: Optional[BaseException] = None
@@ -121,13 +120,13 @@ class Worker(CleanUp):
                 self._transition(_STOPPED)
             else:
                 diagnostic = self._note(_K.SERVICE_FAILED, "stop() raised %s" % text)
-                self._fail(diagnostic, post)
-        _resolve(post)
+                self._fail(diagnostic, later)
+        later.run()
 
     def _worker_crashed(self, life: int, exc: BaseException) -> None:
         self._log.critical("worker crashed: {}", failure_log(exc))
         text = describe(exc)
-        post: _Post = []
+        later = Deferred()
         with self._lock:
             if self._life != life:
                 return
@@ -139,14 +138,14 @@ class Worker(CleanUp):
                 error = errors.DispatchFailed("service %r: worker crashed" % self.name,
                                               service=self.name)
                 error.__cause__ = exc
-                post.append((future.set_exception, error))
+                later.add(future.set_exception, error)
             self._current = None
             self._timed_out_current = False
             diagnostic = self._note(_K.SERVICE_FAILED, "worker crashed: %s" % text)
             if self._state is _STARTING or self._state is _RUNNING \
                     or self._state is _STOPPING:
-                self._fail(diagnostic, post, clean_up=True)
-        _resolve(post)
+                self._fail(diagnostic, later, clean_up=True)
+        later.run()
 
     def _worker_exit(self, life: int) -> None:
         with self._lock:
