@@ -12,36 +12,15 @@ from typing import Any, BinaryIO, TextIO
 
 from loguru import logger
 
-from . import errors
-from ._diagnostics import DiagnosticKind, jsonable
-from ._events import IngressEvent, new_correlation_id
-from ._host import PluginHost
-from ._redact import sanitize
-from ._signals import _SignalDrain
+from .. import errors
+from .._diagnostics import DiagnosticKind, jsonable
+from .._events import IngressEvent, new_correlation_id
+from .._host import PluginHost
+from .._redact import sanitize
+from .._signals import _SignalDrain
+from .streams import _Stream
 
 _MAX_LINE_BYTES = 1 << 20  # the default of --max-line-bytes
-
-
-class _Stream:
-    """A text stream written one whole line at a time under a lock, so lines from
-    worker threads, the status thread and loguru never interleave. A reader that
-    went away (closed pipe) is ignored: the run must still drain and exit."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self.lock = threading.Lock()
-        self.broken = False
-
-    def write_line(self, text: str) -> None:
-        with self.lock:
-            self.write_locked(text)
-
-    def write_locked(self, text: str) -> None:
-        try:
-            self._stream.write(text if text.endswith("\n") else text + "\n")
-            self._stream.flush()
-        except (OSError, ValueError):
-            self.broken = True
 
 
 def _json_safe(value: Any) -> Any:
