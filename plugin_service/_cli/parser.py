@@ -103,7 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
     parser.set_defaults(command=None, seconds=3.0)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_demo(commands)
+    _add_run(commands)
+    return parser
 
+
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``demo`` command and its options."""
     demo = commands.add_parser(
         "demo", help="run the demo host with the example plugins",
         description="Host the example plugins (the 'words' service and the 'frequency' "
@@ -111,16 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "the final status table.")
     demo.add_argument("--seconds", metavar="N", type=_seconds, default=3.0,
                       help="how long to feed events (default: 3)")
+    # -v also after the command; SUPPRESS keeps a level given before it.
+    _add_log_level(demo, argparse.SUPPRESS)
 
+
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``run`` command and its options, in the order ``--help`` lists them."""
     run = commands.add_parser(
         "run", help="host plugins and feed them JSON-lines events from stdin",
         description="Host plugins named as module:attr (or name=module:attr), or found "
                     "through an entry-point group, and feed them the JSON-lines events "
                     "read from stdin.",
         epilog=_RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    # -v also after the command; SUPPRESS keeps a level given before it.
-    for command in (demo, run):
-        _add_log_level(command, argparse.SUPPRESS)
+    _add_log_level(run, argparse.SUPPRESS)  # as for demo
     run.add_argument("specs", nargs="*", metavar="SPEC",
                      help="a plugin as module:attr or name=module:attr; a ServicePlugin "
                           "subclass becomes a service named after attr (lower-cased), a "
@@ -133,6 +142,17 @@ def build_parser() -> argparse.ArgumentParser:
                           "needs the 'metrics' extra")
     run.add_argument("--metrics-addr", metavar="ADDR", default="127.0.0.1",
                      help="address of the metrics endpoint (default: 127.0.0.1)")
+    _add_run_bounds(run)
+    run.add_argument("--status-file", metavar="PATH",
+                     help="also write the final status as JSON to PATH")
+    run.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                     help="run each service as a Ray actor: in a local Ray instance on "
+                          "127.0.0.1 without ADDRESS, else in the cluster at ADDRESS "
+                          "(host:port); needs the 'ray' extra")
+
+
+def _add_run_bounds(run: argparse.ArgumentParser) -> None:
+    """The options of ``run`` that bound queues, calls, stopping and input lines."""
     run.add_argument("--queue-size", metavar="N", type=_positive_int, default=32,
                      help="ingress queue capacity of each service (default: 32)")
     run.add_argument("--dispatch-timeout", metavar="S", type=_seconds, default=30.0,
@@ -154,13 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
                      default=_MAX_LINE_BYTES,
                      help="longest input line; a longer one is rejected with LineTooLong "
                           f"and skipped (default: {_MAX_LINE_BYTES}, 1 MiB)")
-    run.add_argument("--status-file", metavar="PATH",
-                     help="also write the final status as JSON to PATH")
-    run.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                     help="run each service as a Ray actor: in a local Ray instance on "
-                          "127.0.0.1 without ADDRESS, else in the cluster at ADDRESS "
-                          "(host:port); needs the 'ray' extra")
-    return parser
 
 
 # ---------------------------------------------------------- after parsing
