@@ -6,7 +6,7 @@ import argparse
 import importlib.util
 import json
 import logging
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from loguru import logger
 
@@ -15,10 +15,9 @@ from .._config import ServiceConfig
 from .._host import PluginHost
 from .._lifecycle import LifecycleState
 from .._ray import RayBackend
-from .._signals import _SignalDrain
 from .feed import _Runner
 from .parser import _UsageError
-from .signals import _STATUS_SIGNAL, _STOP_SIGNALS, _announce, _StatusReporter, _write_status
+from .signals import _signal_drain, _StatusReporter, _write_status
 from .specs import _add_plugins
 from .streams import _Stream
 
@@ -108,10 +107,7 @@ def _run(args: argparse.Namespace, stdin: TextIO | None, stdout: _Stream,
     try:
         # The first stop signal ends the feed; leaving the block closes the host on
         # this thread, draining, and a second signal cuts that drain short.
-        with _SignalDrain(host, timeout=None, signals=_STOP_SIGNALS,
-                          on_signal=_announce(args, stderr),
-                          also={} if _STATUS_SIGNAL is None
-                          else {_STATUS_SIGNAL: reporter.request}) as stop:
+        with _signal_drain(host, args, stderr, reporter) as stop:
             if nothing_runs:
                 stderr.write_line("plugin-service: error: no service could start")
             else:
@@ -124,6 +120,14 @@ def _run(args: argparse.Namespace, stdin: TextIO | None, stdout: _Stream,
         final = _write_status(host, stderr, "exit")
         if metrics is not None:
             metrics.close()
+    return _report(args, final, nothing_runs, stderr)
+
+
+def _report(args: argparse.Namespace, final: dict[str, Any], nothing_runs: bool,
+            stderr: _Stream) -> int:
+    """The end of a run: the services that ended FAILED named on stderr, ``final``
+    written to ``--status-file``; returns the exit code: 1 when ``nothing_runs``, a
+    service ended FAILED or the status file cannot be written, else 0."""
     code = 1 if nothing_runs else 0
     failed = sorted(name for name, service in final["services"].items()
                     if service.get("state") == LifecycleState.FAILED.value)

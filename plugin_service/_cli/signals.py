@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._host import PluginHost
+from .._signals import _SignalDrain
 from .streams import _Stream
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -72,3 +73,15 @@ def _announce(args: argparse.Namespace, stderr: _Stream) -> Callable[[str, bool]
                               f"{bound(args.cancel_grace, '--cancel-grace')}; press Ctrl-C "
                               "again (or send the signal again) to stop now")
     return announce
+
+
+def _signal_drain(host: PluginHost, args: argparse.Namespace, stderr: _Stream,
+                  reporter: _StatusReporter) -> _SignalDrain:
+    """The signal handling of a run, installed at once (main thread only): SIGTERM and
+    SIGINT stop ``host`` as :func:`~plugin_service.drain_on_signals` does, each
+    announced on stderr; SIGUSR1, where there is one, asks ``reporter`` for a status
+    line."""
+    return _SignalDrain(host, timeout=None, signals=_STOP_SIGNALS,
+                        on_signal=_announce(args, stderr),
+                        also={} if _STATUS_SIGNAL is None
+                        else {_STATUS_SIGNAL: reporter.request})
