@@ -111,7 +111,7 @@ def test_closed_stdin_is_end_of_input_not_a_traceback(workdir: Path) -> None:
 
 # ------------------------------------------------------ the line splitter
 def _split(chunks: list[bytes], limit: int) -> list[bytes | None]:
-    from plugin_service._cli_feed import _LineSplitter
+    from plugin_service._cli.feed import _LineSplitter
 
     splitter = _LineSplitter(limit)
     lines: list[bytes | None] = [line for chunk in chunks for line in splitter.feed(chunk)]

@@ -12,59 +12,16 @@ from typing import Any, BinaryIO, TextIO
 
 from loguru import logger
 
-from . import errors
-from ._diagnostics import DiagnosticKind, jsonable
-from ._events import IngressEvent, new_correlation_id
-from ._host import PluginHost
-from ._redact import sanitize
-from ._signals import _SignalDrain
+from .. import errors
+from .._diagnostics import DiagnosticKind
+from .._events import IngressEvent, new_correlation_id
+from .._host import PluginHost
+from .._redact import sanitize
+from .._signals import _SignalDrain
+from .outcomes import _error, _error_of, _outcome_line, _settled
+from .streams import _Stream
 
 _MAX_LINE_BYTES = 1 << 20  # the default of --max-line-bytes
-
-
-class _Stream:
-    """A text stream written one whole line at a time under a lock, so lines from
-    worker threads, the status thread and loguru never interleave. A reader that
-    went away (closed pipe) is ignored: the run must still drain and exit."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self.lock = threading.Lock()
-        self.broken = False
-
-    def write_line(self, text: str) -> None:
-        with self.lock:
-            self.write_locked(text)
-
-    def write_locked(self, text: str) -> None:
-        try:
-            self._stream.write(text if text.endswith("\n") else text + "\n")
-            self._stream.flush()
-        except (OSError, ValueError):
-            self.broken = True
-
-
-def _json_safe(value: Any) -> Any:
-    """``value`` if JSON can carry it, else its status-style conversion, else its repr."""
-    for candidate in (value, jsonable(value)):
-        try:
-            json.dumps(candidate, allow_nan=False)
-            return candidate
-        except (TypeError, ValueError, RecursionError):
-            continue
-    try:
-        return repr(value)
-    except Exception:  # a plugin's __repr__ may raise anything
-        return f"<unrepresentable {type(value).__name__}>"
-
-
-def _error(type_name: str, kind: str, message: str) -> dict[str, str]:
-    return {"type": type_name, "kind": kind, "message": message}
-
-
-def _error_of(exc: BaseException) -> dict[str, str]:
-    kind = exc.kind.value if isinstance(exc, errors.PluginServiceError) else "error"
-    return _error(type(exc).__name__, kind, str(exc))
 
 
 _TOO_LONG = None  # what _LineSplitter yields for a line over its limit
@@ -153,8 +110,7 @@ class _Runner:
                 try:
                     self._take(number, raw)
                 except RecursionError:  # a payload nested deep enough to break a check
-                    self._reject(number, None, "service", None, _error(
-                        "MalformedLine", "malformed_line", "line is nested too deeply"))
+                    self._malformed(number, "line is nested too deeply")
                 if stop.requested:
                     break
         self.stop_reason = stop.reason if stop.requested else "end of input"
@@ -219,8 +175,7 @@ class _Runner:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                self._reject(number, None, "service", None, _error(
-                    "MalformedLine", "malformed_line", f"line is not UTF-8: {exc}"))
+                self._malformed(number, f"line is not UTF-8: {exc}")
                 return
         else:
             text = raw
@@ -229,22 +184,18 @@ class _Runner:
         try:
             obj = json.loads(text)
         except RecursionError:
-            self._reject(number, None, "service", None, _error(
-                "MalformedLine", "malformed_line", "not JSON this command reads: nested "
-                "too deeply"))
+            self._malformed(number, "not JSON this command reads: nested too deeply")
             return
         except ValueError as exc:
-            self._reject(number, None, "service", None,
-                         _error("MalformedLine", "malformed_line", f"not JSON: {exc}"))
+            self._malformed(number, f"not JSON: {exc}")
             return
         if isinstance(obj, dict) and "tool" in obj:
             self._call_tool(number, obj)
         elif isinstance(obj, dict) and "service" in obj:
             self._submit_event(number, obj)
         else:
-            self._reject(number, None, "service", None, _error(
-                "MalformedLine", "malformed_line",
-                "a line is a JSON object with a 'service' or a 'tool' field"))
+            self._malformed(number, "a line is a JSON object with a 'service' or a 'tool' "
+                            "field")
 
     def _submit_event(self, number: int, obj: dict[str, Any]) -> None:
         service = obj["service"]
@@ -284,15 +235,15 @@ class _Runner:
         self._accept(number, cid, "tool", tool, future)
 
     # ----------------------------------------------------------- answering
+    def _malformed(self, number: int, message: str) -> None:
+        """Reject line ``number``, which names no service or tool it can be read for."""
+        self._reject(number, None, "service", None,
+                     _error("MalformedLine", "malformed_line", message))
+
     def _reject(self, number: int, cid: Any, key: str, target: Any,
                 error: dict[str, str]) -> None:
-        self._write(cid, key, target, "rejected", "error", error, number)
-
-    def _write(self, cid: Any, key: str, target: Any, outcome: str, what: str,
-               value: Any, number: int) -> None:
-        record = {"correlation_id": _json_safe(cid), key: _json_safe(target),
-                  "outcome": outcome, what: value, "line": number}
-        self._out.write_line(json.dumps(record, allow_nan=False))
+        self._out.write_line(_outcome_line(number, cid, key, target,
+                                           "rejected", "error", error))
 
     def _accept(self, number: int, cid: str | None, key: str, target: str,
                 future: Future[Any]) -> None:
@@ -302,22 +253,13 @@ class _Runner:
 
     def _answer(self, number: int, future: Future[Any]) -> None:
         """Done-callback: write the outcome line (runs on the settling thread)."""
-        if future.cancelled():
-            outcome, what, value = "dropped", "error", _error(
-                "CancelledError", DiagnosticKind.SERVICE_STOPPED.value, "cancelled")
-        else:
-            exc = future.exception()
-            if exc is None:
-                outcome, what, value = "succeeded", "result", _json_safe(future.result())
-            else:
-                outcome, what, value = _outcome_of(exc), "error", _error_of(exc)
+        outcome, what, value = _settled(future)  # outside the lock: it may convert a result
         with self._all_answered:
             entry = self._pending.pop(number, None)
             if entry is not None:
                 cid, key, target = entry
-                record = {"correlation_id": cid, key: _json_safe(target),
-                          "outcome": outcome, what: value, "line": number}
-                self._out.write_locked(json.dumps(record, allow_nan=False))
+                self._out.write_locked(_outcome_line(number, cid, key, target,
+                                                     outcome, what, value))
             if not self._pending:
                 self._all_answered.notify_all()
 
@@ -327,16 +269,9 @@ class _Runner:
         with self._all_answered:
             self._all_answered.wait_for(lambda: not self._pending, timeout)
             for number, (cid, key, target) in sorted(self._pending.items()):
-                record = {"correlation_id": cid, key: _json_safe(target), "outcome": "dropped",
-                          "error": _error("HostClosed", DiagnosticKind.HOST_CLOSED.value,
-                                          "no outcome before exit"), "line": number}
-                self._out.write_locked(json.dumps(record))
+                self._out.write_locked(_outcome_line(
+                    number, cid, key, target, "dropped", "error",
+                    _error("HostClosed", DiagnosticKind.HOST_CLOSED.value,
+                           "no outcome before exit")))
             self._pending.clear()
 
-
-def _outcome_of(exc: BaseException) -> str:
-    if isinstance(exc, (errors.DispatchTimeout, errors.ToolTimeout)):
-        return "timed_out"
-    if isinstance(exc, (errors.ServiceStopped, errors.ServiceFailed, errors.HostClosed)):
-        return "dropped"  # accepted, then withdrawn by a stop or a failure
-    return "failed"
