@@ -2,8 +2,8 @@
 
 Run every scenario and print one table::
 
-    python -m benchmarks [--quick] [--only NAME[,NAME]] [--json FILE] [--plot FILE.png]
-                         [--pin | --no-pin]
+    python -m benchmarks [SCENARIO ...] [--quick] [--only NAME[,NAME]] [--json FILE]
+                         [--baseline FILE.json] [--plot FILE.png] [--pin | --no-pin]
 
 or one scenario alone, e.g. ``python -m benchmarks.dispatch``. Every scenario runs
 its variants interleaved (A B C, A B C, ...): one warm-up round, then at least five
@@ -26,5 +26,6 @@ statistics, targets, the table, JSON and the command line; ``_common`` the run's
 error, bounded waits and running one scenario alone; ``_workloads`` the plugin and
 tool doubles, host set-up, the design floor's consumer loops and the pykka actors;
 ``_plot`` draws the figures (matplotlib, from the ``bench`` extra, imported only
-for ``--plot``).
+for ``--plot``); ``_baseline`` compares a run's ratios with one saved by ``--json``
+(``--baseline``; saved runs are in ``baselines/``).
 """

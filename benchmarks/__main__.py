@@ -1,5 +1,6 @@
-"""``python -m benchmarks [--quick] [--only NAME[,NAME]] [--json FILE] [--plot FILE.png]``:
-run every scenario (or the ones named), print one table."""
+"""``python -m benchmarks [SCENARIO ...] [--quick] [--only NAME[,NAME]] [--json FILE]
+[--baseline FILE.json] [--plot FILE.png]``: run every scenario (or the ones named),
+print one table; with ``--baseline``, compare its same-run ratios with a saved run."""
 import importlib.util
 import sys
 from typing import List

@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
 
+from . import _baseline
+
 __all__ = [
     "MIN_REPEATS",
     "MIN_HEAVY_REPEATS",
@@ -44,6 +46,7 @@ __all__ = [
     "percentile",
     "run_scenario",
     "format_table",
+    "document",
     "write_json",
     "pin_to_one_cpu",
     "main",
@@ -549,11 +552,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def write_json(path: str, results: Sequence[ScenarioResult], command: str,
-               options: Options) -> None:
-    """Write every figure (and every sample) of a run as JSON."""
+def document(results: Sequence[ScenarioResult], command: str,
+             options: Options) -> Dict[str, Any]:
+    """Every figure (and every sample) of a run, as ``--json`` writes it (NaN: None)."""
     verdicts = [v for result in results for v in result.verdicts()]
-    document = {
+    return _plain({
         "command": command,
         "quick": options.quick,
         "pin": {None: "per scenario", True: "all (--pin)", False: "none (--no-pin)"}[
@@ -562,9 +565,15 @@ def write_json(path: str, results: Sequence[ScenarioResult], command: str,
         "environment": environment(),
         "targets": [{"target": what, "met": met} for what, met in verdicts],
         "scenarios": [r.to_dict() for r in results],
-    }
+    })
+
+
+def write_json(path: str, results: Sequence[ScenarioResult], command: str,
+               options: Options) -> None:
+    """Write every figure (and every sample) of a run as JSON (see :func:`document`)."""
     with open(path, "w", encoding="utf-8") as fh:
-        json.dump(_plain(document), fh, indent=2, ensure_ascii=False, allow_nan=False)
+        json.dump(document(results, command, options), fh, indent=2, ensure_ascii=False,
+                  allow_nan=False)
         fh.write("\n")
 
 
@@ -605,16 +614,26 @@ def _names(text: str) -> List[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
-def main(builders: Sequence[Builder], argv: Optional[Sequence[str]] = None,
-         prog: str = "python -m benchmarks") -> int:
-    """Run the scenarios ``builders`` make, print one table, optionally write JSON
-    and a plot."""
+def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description="Run benchmark scenarios interleaved with their baselines "
                                "and print one table of medians, same-run ratios and the "
-                               "issue's targets.")
+                               "issue's targets.",
+        epilog="Exit status: 0, or 1 when --baseline finds a ratio of the %s scenario "
+               "more than %g%% worse than saved (2: bad arguments)."
+               % ("/".join(_baseline.GATED_SCENARIOS), _baseline.TOLERANCE_PCT))
+    parser.add_argument("names", nargs="*", metavar="SCENARIO",
+                        help="run only these scenarios (as --only), e.g. roundtrip dispatch")
     parser.add_argument("--quick", action="store_true", help="a short run of every scenario")
-    parser.add_argument("--json", metavar="FILE", help="write the figures to FILE as JSON")
+    parser.add_argument("--json", metavar="FILE",
+                        help="write the figures to FILE as JSON (a run to pass to "
+                             "--baseline later)")
+    parser.add_argument("--baseline", metavar="FILE.json",
+                        help="after the run, compare every same-run ratio with the run "
+                             "saved in FILE.json by --json: before, after, change in "
+                             "%%%%; exit status 1 if a %s ratio is more than %g%%%% worse"
+                             % ("/".join(_baseline.GATED_SCENARIOS),
+                                _baseline.TOLERANCE_PCT))
     parser.add_argument("--plot", metavar="FILE.png",
                         help="draw throughput and latency beside the baselines (matplotlib)")
     parser.add_argument("--only", metavar="NAME[,NAME]",
@@ -634,6 +653,33 @@ def main(builders: Sequence[Builder], argv: Optional[Sequence[str]] = None,
                               "single-operation latency scenarios are)")
     pinning.add_argument("--no-pin", dest="pin", action="store_const", const=False,
                          help="let the OS spread every scenario's threads over CPUs")
+    return parser
+
+
+def _select(parser: argparse.ArgumentParser, args: argparse.Namespace,
+            scenarios: List[Scenario]) -> List[Scenario]:
+    """The scenarios the positional names, ``--only`` and ``--variant`` leave."""
+    if args.only is not None or args.names:
+        wanted = _names(args.only or "") + [n for name in args.names for n in _names(name)]
+        known = [s.name for s in scenarios]
+        unknown = [name for name in wanted if name not in known]
+        if unknown or not wanted:
+            parser.error("scenario names are among %s, got %r"
+                         % (", ".join(known), unknown or args.only))
+        scenarios = [s for s in scenarios if s.name in wanted]
+    if args.variant is not None:
+        scenarios = [cut for cut in (only(s, args.variant) for s in scenarios)
+                     if cut is not None]
+        if not scenarios:
+            parser.error("no scenario has a variant named %r" % args.variant)
+    return scenarios
+
+
+def main(builders: Sequence[Builder], argv: Optional[Sequence[str]] = None,
+         prog: str = "python -m benchmarks") -> int:
+    """Run the scenarios ``builders`` make, print one table, optionally write JSON
+    and a plot, and compare with a saved run (``--baseline``: 1 if the gate fails)."""
+    parser = _parser(prog)
     args = parser.parse_args(argv)
     if args.repeats < MIN_REPEATS:
         parser.error("--repeats must be at least %d" % MIN_REPEATS)
@@ -643,27 +689,21 @@ def main(builders: Sequence[Builder], argv: Optional[Sequence[str]] = None,
                       gc_enabled=not args.no_gc, pin=args.pin)
     if args.pin and _affinity() is None:
         parser.error("--pin: this platform cannot set CPU affinity")
+    saved = None
+    if args.baseline is not None:
+        try:  # read before the run, not after minutes of it
+            saved = _baseline.load(args.baseline)
+        except _baseline.BaselineError as exc:
+            parser.error("--baseline: %s" % exc)
     command = " ".join([prog] + list(sys.argv[1:] if argv is None else argv))
+    scenarios = _select(parser, args, [build(options) for build in builders])
 
-    scenarios = [build(options) for build in builders]
-    if args.only is not None:
-        wanted = _names(args.only)
-        known = [s.name for s in scenarios]
-        unknown = [name for name in wanted if name not in known]
-        if unknown or not wanted:
-            parser.error("--only takes scenario names among %s, got %r"
-                         % (", ".join(known), args.only))
-        scenarios = [s for s in scenarios if s.name in wanted]
-    if args.variant is not None:
-        scenarios = [cut for cut in (only(s, args.variant) for s in scenarios)
-                     if cut is not None]
-        if not scenarios:
-            parser.error("no scenario has a variant named %r" % args.variant)
-
+    began = time.monotonic()
     results = [run_scenario(scenario, repeats=options.repeats,
                             gc_enabled=options.gc_enabled, pin=options.pin)
                for scenario in scenarios]
-    print("%s  (Python %s, %s CPUs)" % (command, platform.python_version(), os.cpu_count()))
+    print("%s  (Python %s, %s CPUs; %.0f s)" % (command, platform.python_version(),
+                                                 os.cpu_count(), time.monotonic() - began))
     print(format_table(results))
     if args.json:
         write_json(args.json, results, command, options)
@@ -673,4 +713,11 @@ def main(builders: Sequence[Builder], argv: Optional[Sequence[str]] = None,
 
         plot(results, args.plot, title=command)
         print("wrote %s" % args.plot, file=sys.stderr)
-    return 0
+    if saved is None:
+        return 0
+    ran = document(results, command, options)
+    rows = _baseline.compare(saved, ran)
+    print()
+    print(_baseline.format_comparison(rows, args.baseline,
+                                      _baseline.settings_differ(saved, ran)))
+    return 1 if any(row.flagged for row in rows) else 0
