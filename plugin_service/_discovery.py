@@ -6,8 +6,7 @@ from typing import Any, Dict, Iterable, Tuple
 
 import attrs
 
-from . import errors
-from ._plugin import ServicePlugin, ToolPlugin
+from . import _kinds, errors
 
 __all__ = ["LoadReport", "entry_points", "classify"]
 
@@ -47,16 +46,8 @@ def entry_points(group: str) -> Iterable[Any]:
 
 
 def classify(obj: Any) -> Tuple[str, Any]:
-    """``("service", factory_or_instance)`` or ``("tool", tool)``; TypeError otherwise."""
-    if isinstance(obj, type):
-        if issubclass(obj, ServicePlugin):
-            return "service", obj
-        if issubclass(obj, ToolPlugin):
-            return "tool", obj()  # instantiated once
-        raise TypeError("class %s is neither a ServicePlugin nor a ToolPlugin subclass"
-                        % obj.__qualname__)
-    if isinstance(obj, ServicePlugin):
-        return "service", obj
-    if isinstance(obj, ToolPlugin) or callable(obj):
-        return "tool", obj
-    raise TypeError("%s object is not a plugin" % type(obj).__name__)
+    """``("service", factory_or_instance)`` or ``("tool", tool)`` for an object that
+    declares its kind (see ``_kinds.classify``); TypeError otherwise."""
+    # Kept for the command line's (what, plugin) pairs until it asks _kinds itself.
+    kind, value = _kinds.classify(obj)
+    return kind.role, value

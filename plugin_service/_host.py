@@ -15,14 +15,14 @@ from ._backend import THREADS, Backend
 from ._config import ServiceConfig
 from ._dead_letters import DeadLetterBox
 from ._diagnostics import DeadLetter, HostStatus
-from ._discovery import DEFAULT_GROUP, LoadReport, classify, entry_points
+from ._discovery import DEFAULT_GROUP, LoadReport, entry_points
 from ._future import DispatchFuture
+from ._kinds import Kind, classify
 from ._lifecycle import LifecycleState
-from ._plugin import ServicePlugin
 from ._pool import ToolPool
 from ._redact import sanitize
 from ._service import PLUGIN_STATUS_BOUND, Runtime, ServiceHandle
-from ._tools import Tool, as_tool_callable, check_grace
+from ._tools import Tool, check_grace
 from ._watchdog import Watchdog
 
 __all__ = ["PluginHost"]
@@ -30,19 +30,8 @@ __all__ = ["PluginHost"]
 
 def _plugin_and_factory(plugin_or_factory: Any) -> Tuple[Any, Optional[Callable[[], Any]]]:
     """Split what ``add_service`` was given into (instance, None) or (None, factory)."""
-    obj = plugin_or_factory
-    if isinstance(obj, type):
-        if issubclass(obj, ServicePlugin) and obj.handle_ingress is ServicePlugin.handle_ingress:
-            raise TypeError("%s does not implement handle_ingress" % obj.__name__)
-        return None, obj
-    if isinstance(obj, ServicePlugin) or hasattr(obj, "handle_ingress"):
-        if type(obj).handle_ingress is ServicePlugin.handle_ingress:
-            raise TypeError("%s does not implement handle_ingress" % type(obj).__name__)
-        return obj, None
-    if callable(obj):
-        return None, obj
-    raise TypeError("add_service takes a ServicePlugin, a plugin class or a zero-argument "
-                    "factory, got %r" % (obj,))
+    kind, value = classify(plugin_or_factory, "service")
+    return (value, None) if kind is Kind.SERVICE_INSTANCE else (None, value)
 
 
 _host_ids = itertools.count(1)
@@ -221,7 +210,7 @@ class PluginHost:
             raise self._forked_error()
         if not isinstance(name, str) or not name.strip():
             raise ValueError("a tool name must be a non-blank string, got %r" % (name,))
-        fn = as_tool_callable(tool)
+        _, fn = classify(tool, "tool")
         if remote:
             fn = self._backend.remote_tool(fn)
         entry = Tool(name, fn, timeout, max_concurrency, self._pool, self._watchdog)
@@ -284,7 +273,7 @@ class PluginHost:
                 continue
             try:
                 what, plugin = classify(obj)
-                if what == "service":
+                if what is not Kind.TOOL:
                     self.add_service(name, plugin, config)
                 else:
                     self.add_tool(name, plugin)

@@ -32,30 +32,15 @@ from ._fork import forked_error
 from ._future import GuardedFuture
 from ._guarded import describe
 from ._lifecycle import LifecycleState
-from ._plugin import ToolPlugin
 from ._pool import ToolPool
 from ._redact import sanitize
 
-__all__ = ["Tool", "ToolFuture", "as_tool_callable", "check_grace"]
+__all__ = ["Tool", "ToolFuture", "check_grace"]
 
 _K = DiagnosticKind
 _monotonic = time.monotonic
 _get_ident = threading.get_ident
 _UTC = _dt.timezone.utc
-
-
-def as_tool_callable(tool: Any) -> Callable[[Any, ToolContext], Any]:
-    """A ``(request, ctx)`` callable for a ToolPlugin instance or class, or a callable."""
-    if isinstance(tool, type) and issubclass(tool, ToolPlugin):
-        tool = tool()
-    if isinstance(tool, ToolPlugin):
-        if type(tool).invoke is ToolPlugin.invoke:
-            raise TypeError("%s does not implement invoke" % type(tool).__name__)
-        invoke: Callable[[Any, ToolContext], Any] = tool.invoke
-        return invoke
-    if callable(tool):
-        return tool  # type: ignore[no-any-return]
-    raise TypeError("a tool is a ToolPlugin or a callable (request, ctx), got %r" % (tool,))
 
 
 def _check_timeout(value: Optional[float]) -> Optional[float]:
