@@ -5,22 +5,22 @@ from typing import Any, Optional, Tuple, Type
 
 import attrs
 
+from ._checks import non_negative, positive_int
+
 __all__ = ["ServiceConfig", "RetryPolicy", "RestartPolicy"]
 
 
+# attrs validators over the checks every number of the library goes through.
 def _non_negative(instance: Any, attribute: Any, value: Any) -> None:
-    if value is not None and (isinstance(value, bool) or value < 0):
-        raise ValueError("%s must be >= 0 or None, got %r" % (attribute.name, value))
+    non_negative(attribute.name, value)
 
 
 def _positive_int(instance: Any, attribute: Any, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError("%s must be an int >= 1, got %r" % (attribute.name, value))
+    positive_int(attribute.name, value)
 
 
 def _optional_positive_int(instance: Any, attribute: Any, value: Any) -> None:
-    if value is not None:
-        _positive_int(instance, attribute, value)
+    positive_int(attribute.name, value, optional=True)
 
 
 def _exception_types(value: Any) -> Tuple[Type[BaseException], ...]:

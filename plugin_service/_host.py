@@ -12,6 +12,7 @@ from loguru import logger
 
 from . import _fork, errors
 from ._backend import THREADS, Backend
+from ._checks import positive_int
 from ._config import ServiceConfig
 from ._dead_letters import DeadLetterBox
 from ._diagnostics import DeadLetter, HostStatus
@@ -63,9 +64,7 @@ class PluginHost:
 
     def __init__(self, *, tool_workers: int = 4, dead_letter_limit: int = 1000,
                  backend: Any = None, tool_cancel_grace: Optional[float] = 5.0) -> None:
-        if isinstance(tool_workers, bool) or not isinstance(tool_workers, int) \
-                or tool_workers < 1:
-            raise ValueError("tool_workers must be an int >= 1, got %r" % (tool_workers,))
+        positive_int("tool_workers", tool_workers)
         self._tool_cancel_grace = check_grace(tool_cancel_grace)
         self._lock = threading.Lock()
         self._services: Dict[str, ServiceHandle] = {}

@@ -16,7 +16,6 @@ the future is resolved in a ``finally`` whatever that meets.
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import threading
 import time
 from concurrent.futures import Future
@@ -26,6 +25,7 @@ from typing import Any, Callable, List, Optional
 from loguru import logger
 
 from . import errors
+from ._checks import non_negative, positive_int
 from ._context import ToolContext
 from ._diagnostics import Diagnostic, DiagnosticKind, ToolCounters, ToolStatus
 from ._fork import forked_error
@@ -43,21 +43,11 @@ _get_ident = threading.get_ident
 _UTC = _dt.timezone.utc
 
 
-def _check_timeout(value: Optional[float]) -> Optional[float]:
-    if value is not None and (isinstance(value, bool) or value < 0):
-        raise ValueError("timeout must be >= 0 or None, got %r" % (value,))
-    return value
-
-
 def check_grace(value: Any) -> Optional[float]:
     """``tool_cancel_grace``: a number >= 0 (not NaN) or None, else ``ValueError``."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or math.isnan(value) or value < 0:
-        raise ValueError("tool_cancel_grace must be a number of seconds >= 0 or None, "
-                         "got %r" % (value,))
-    return float(value)
+    grace = non_negative("tool_cancel_grace", value, number=True, allow_nan=False,
+                         phrase="a number of seconds >= 0 or None")
+    return None if grace is None else float(grace)
 
 
 class ToolFuture(GuardedFuture):
@@ -144,14 +134,11 @@ class Tool:
     def __init__(self, name: str, fn: Callable[[Any, ToolContext], Any],
                  timeout: Optional[float], max_concurrency: Optional[int],
                  pool: ToolPool, watchdog: Any) -> None:
-        if max_concurrency is not None and (
-                isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
-                or max_concurrency < 1):
-            raise ValueError("max_concurrency must be an int >= 1 or None, got %r"
-                             % (max_concurrency,))
+        positive_int("max_concurrency", max_concurrency, optional=True,
+                     phrase="an int >= 1 or None")
         self.name = name
         self._fn = fn
-        self._timeout = _check_timeout(timeout)
+        self._timeout = non_negative("timeout", timeout)
         self._max_concurrency = max_concurrency
         self._pool = pool
         self._watchdog = watchdog
@@ -212,7 +199,7 @@ class Tool:
         inline on that thread instead, admitted, counted and timed like any other:
         queued behind a full pool, the caller would wait on itself.
         """
-        timeout = self._timeout if timeout is None else _check_timeout(timeout)
+        timeout = self._timeout if timeout is None else non_negative("timeout", timeout)
         deadline = None if timeout is None else _monotonic() + timeout
         call = _Call(self, request, deadline, timeout)
         with self._lock:

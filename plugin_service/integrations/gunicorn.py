@@ -39,6 +39,7 @@ import time
 from typing import Any, Callable, Optional
 
 from .. import errors
+from .._checks import non_negative
 from .._host import PluginHost
 
 __all__ = ["WorkerHost"]
@@ -68,8 +69,8 @@ class WorkerHost:
         if not callable(factory):
             raise TypeError("factory must be a callable returning a PluginHost, got %r"
                             % (factory,))
-        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
-            raise ValueError("margin must be a number of seconds >= 0, got %r" % (margin,))
+        margin = non_negative("margin", margin, optional=False, number=True,
+                              phrase="a number of seconds >= 0")
         self._factory = factory
         self._margin = float(margin)
         self._host: Optional[PluginHost] = None
