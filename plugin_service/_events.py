@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import attrs
 
-from ._guarded import describe
+from ._guarded import describe, type_name
 from ._redact import sanitize
 
 __all__ = ["IngressEvent", "Ingress", "check_event"]
@@ -173,7 +173,7 @@ def check_event(event: Any, ingresses: Dict[str, Ingress]) -> Optional[str]:
             if created.tzinfo is None or created.utcoffset() is None:
                 return "created_at is naive; give it a timezone"
         except Exception as exc:
-            return "created_at has a broken timezone: %s" % type(exc).__name__
+            return "created_at has a broken timezone: %s" % type_name(exc)
         if ingress.event_kinds and kind not in ingress.event_kinds:
             return "kind %s not accepted by ingress %r" % (_safe_repr(kind), name)
         if ingress.sources and source not in ingress.sources:
@@ -188,4 +188,4 @@ def check_event(event: Any, ingresses: Dict[str, Ingress]) -> Optional[str]:
                 return "payload rejected by validate of ingress %r" % (name,)
         return None
     except Exception as exc:  # a hostile field (raising __eq__, __hash__, getattr...)
-        return "event could not be checked: %s" % _safe_repr(exc)
+        return "event could not be checked: %s" % describe(exc, 60)

@@ -18,6 +18,7 @@ from ._dead_letters import DeadLetterBox
 from ._diagnostics import DeadLetter, HostStatus
 from ._discovery import DEFAULT_GROUP, LoadReport, entry_points
 from ._future import DispatchFuture
+from ._guarded import describe
 from ._kinds import Kind, classify
 from ._lifecycle import LifecycleState
 from ._pool import ToolPool
@@ -265,8 +266,8 @@ class PluginHost:
             try:
                 obj = entry.load()
             except Exception as exc:
-                error = errors.PluginLoadError(name, "cannot import %s: %s: %s" % (
-                    entry.value, type(exc).__name__, exc))
+                error = errors.PluginLoadError(name, "cannot import %s: %s" % (
+                    entry.value, describe(exc)))
                 error.__cause__ = exc
                 broken[name] = error
                 continue
@@ -279,7 +280,7 @@ class PluginHost:
             except errors.HostClosed:
                 raise
             except Exception as exc:
-                error = errors.PluginLoadError(name, "%s: %s" % (type(exc).__name__, exc))
+                error = errors.PluginLoadError(name, describe(exc))
                 error.__cause__ = exc
                 broken[name] = error
                 continue

@@ -231,3 +231,13 @@ def test_group_argument_loads_only_that_group(write_distribution, make_host):
     assert list(host.load_entry_points().loaded) == []
     assert list(host.load_entry_points(group).loaded) == ["double"]
     assert host.call_tool("double", 3, timeout=HANG) == 6
+
+
+def test_broken_entry_point_reasons_describe_the_error(loaded):
+    host, report, module = loaded
+    token = module.rsplit("_", 1)[-1]
+
+    assert report.errors["missing"].reason == (
+        "cannot import no_such_module_%s:thing: ModuleNotFoundError: "
+        "No module named 'no_such_module_%s'" % (token, token))
+    assert report.errors["bogus"].reason == "TypeError: int object is not a plugin"
