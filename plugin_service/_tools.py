@@ -143,13 +143,15 @@ class Tool:
         self._pool = pool
         self._watchdog = watchdog
         self._log = logger.bind(tool=name)
-        # _lock guards every field below. At every moment
+        # _lock guards every field below. Every undecided call is in _pending
+        # (a call leaves it only once decided, or in the same locked step), so
+        # in_flight, the admitted calls whose outcome is not decided yet, is the
+        # undecided part of _pending, and at every moment
         # calls == succeeded + failed + timed_out + dropped + in_flight, and
         # len(_pending) (the slots held) == in_flight + the decided calls whose
-        # thread is still inside the tool.
+        # thread is still inside the tool (overdue).
         self._lock = threading.Lock()
         self._forked_from = 0  # in a forked child: the pid of the host's process
-        self._in_flight = 0  # admitted calls whose outcome is not decided yet
         self._calls = self._succeeded = self._failed = 0
         self._timed_out = self._rejected = self._dropped = 0
         self._abandoned = 0
@@ -160,15 +162,15 @@ class Tool:
     # ------------------------------------------------------------ reading
     def status(self) -> ToolStatus:
         with self._lock:
-            in_flight = self._in_flight
+            overdue = sum(1 for call in self._pending if call.decided)
             return ToolStatus(
                 name=self.name,
-                in_flight=in_flight,
+                in_flight=len(self._pending) - overdue,
                 max_concurrency=self._max_concurrency,
                 counters=ToolCounters(self._calls, self._succeeded, self._failed,
                                       self._timed_out, self._rejected, self._dropped),
                 last_error=self._last_error,
-                overdue=len(self._pending) - in_flight,
+                overdue=overdue,
                 abandoned=self._abandoned,
             )
 
@@ -184,7 +186,6 @@ class Tool:
         """The call's outcome is being counted now (lock held; one caller wins)."""
         call.decided = True
         call.future._call = None
-        self._in_flight -= 1
 
     def _release(self, call: _Call) -> None:
         """Give the call's bulkhead slot back (lock held)."""
@@ -211,7 +212,6 @@ class Tool:
                 self._note(_K.TOOL_BUSY, "tool %r is busy: %d calls hold its %d slots"
                            % (self.name, len(self._pending), limit))
                 raise errors.ToolBusy(limit, service=self.name)
-            self._in_flight += 1
             self._calls += 1
             self._pending.add(call)
         if deadline is not None:
