@@ -19,7 +19,6 @@ import datetime as _dt
 import threading
 import time
 from concurrent.futures import Future
-from concurrent.futures._base import PENDING, RUNNING
 from typing import Any, Callable, List, Optional
 
 from loguru import logger
@@ -28,14 +27,13 @@ from . import errors
 from ._checks import non_negative, positive_int
 from ._context import ToolContext
 from ._diagnostics import Diagnostic, DiagnosticKind, ToolCounters, ToolStatus
-from ._fork import forked_error
-from ._future import GuardedFuture
 from ._guarded import describe
 from ._lifecycle import LifecycleState
 from ._pool import ToolPool
 from ._redact import sanitize
+from ._tool_future import ToolFuture
 
-__all__ = ["Tool", "ToolFuture", "check_grace"]
+__all__ = ["Tool", "check_grace"]
 
 _K = DiagnosticKind
 _monotonic = time.monotonic
@@ -48,56 +46,6 @@ def check_grace(value: Any) -> Optional[float]:
     grace = non_negative("tool_cancel_grace", value, number=True, allow_nan=False,
                          phrase="a number of seconds >= 0 or None")
     return None if grace is None else float(grace)
-
-
-class ToolFuture(GuardedFuture):
-    """The future of one tool call: ``cancel()`` withdraws a call still waiting for a
-    pool thread (True; the tool is never called, the call counts as dropped and its
-    slot is freed); once the tool runs it answers False, as for any ``Future``."""
-
-    def __init__(self, call: "_Call") -> None:
-        super().__init__()
-        self._call: "Optional[_Call]" = call  # dropped once decided: no cycle kept
-
-    def cancel(self) -> bool:
-        call = self._call
-        if call is None:  # decided: withdrawn (True again) or resolved (False)
-            return self.cancelled()
-        self._refuse_if_inherited(call)  # the tool's lock may be held forever
-        return call.tool._withdraw(call)
-
-    def result(self, timeout: Optional[float] = None) -> Any:
-        call = self._call
-        if call is not None:
-            self._refuse_if_inherited(call)
-        return super().result(timeout)
-
-    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
-        call = self._call
-        if call is not None:
-            self._refuse_if_inherited(call)
-        return super().exception(timeout)
-
-    def add_done_callback(self, fn: Any) -> None:
-        call = self._call
-        if call is not None:
-            self._refuse_if_inherited(call)
-        super().add_done_callback(fn)
-
-    @staticmethod
-    def _refuse_if_inherited(call: "_Call") -> None:
-        """In a process forked from the host's, a call still pending there is the
-        parent's: no thread here will ever decide it."""
-        created = call.tool._forked_from
-        if created:
-            raise forked_error(created, call.tool.name)
-
-    def _mark_running(self) -> None:
-        """PENDING -> RUNNING when a thread starts the tool (only for ``running()``:
-        whether ``cancel()`` may withdraw is decided under the tool's lock)."""
-        with self._condition:
-            if self._state == PENDING:
-                self._state = RUNNING
 
 
 class _Call:
