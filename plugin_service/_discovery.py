@@ -6,9 +6,9 @@ from typing import Any, Dict, Iterable, Tuple
 
 import attrs
 
-from . import _kinds, errors
+from . import errors
 
-__all__ = ["LoadReport", "entry_points", "classify"]
+__all__ = ["LoadReport", "entry_points"]
 
 DEFAULT_GROUP = "plugin_service.plugins"
 
@@ -43,11 +43,3 @@ def entry_points(group: str) -> Iterable[Any]:
         if entry.name not in seen:
             seen.add(entry.name)
             yield entry
-
-
-def classify(obj: Any) -> Tuple[str, Any]:
-    """``("service", factory_or_instance)`` or ``("tool", tool)`` for an object that
-    declares its kind (see ``_kinds.classify``); TypeError otherwise."""
-    # Kept for the command line's (what, plugin) pairs until it asks _kinds itself.
-    kind, value = _kinds.classify(obj)
-    return kind.role, value

@@ -8,6 +8,7 @@ from typing import Any
 from loguru import logger
 
 from .. import __version__
+from .._checks import non_negative, positive_int
 from .._discovery import DEFAULT_GROUP
 from .feed import _MAX_LINE_BYTES
 
@@ -57,23 +58,17 @@ def _log_level(text: str) -> str | int:
 # _seconds value"); these raise ArgumentTypeError themselves, with words for a person.
 def _positive_int(text: str) -> int:
     try:
-        value = int(text)
+        return positive_int("count", int(text))
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid count: {text!r} (an integer >= 1)")
-    return value
+        raise argparse.ArgumentTypeError(f"invalid count: {text!r} (an integer >= 1)") from None
 
 
 def _seconds(text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:  # also refuses nan
+        return non_negative("seconds", float(text), optional=False, allow_nan=False)
+    except ValueError:  # not a number, below 0, or nan
         raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r} "
-                                         "(a number >= 0)")
-    return value
+                                         "(a number >= 0)") from None
 
 
 def _port(text: str) -> int:

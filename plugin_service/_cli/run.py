@@ -12,6 +12,7 @@ from loguru import logger
 
 from .. import errors
 from .._config import ServiceConfig
+from .._guarded import describe
 from .._host import PluginHost
 from .._lifecycle import LifecycleState
 from .._ray import RayBackend
@@ -62,7 +63,7 @@ def _start_ray(backend: RayBackend, address: str) -> None:
         backend._ray()
     except Exception as exc:  # a cluster that is down, a broken installation...
         where = f"at {address}" if address else "locally"
-        raise _UsageError(f"cannot start Ray {where}: {type(exc).__name__}: {exc}") from None
+        raise _UsageError(f"cannot start Ray {where}: {describe(exc)}") from None
 
 
 def _open_host(args: argparse.Namespace, stderr: _Stream

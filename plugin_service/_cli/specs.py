@@ -9,8 +9,10 @@ import sys
 from typing import Any
 
 from .._config import ServiceConfig
-from .._discovery import DEFAULT_GROUP, classify
+from .._discovery import DEFAULT_GROUP
+from .._guarded import describe
 from .._host import PluginHost
+from .._kinds import classify
 from .parser import _UsageError
 from .streams import _Stream
 
@@ -30,12 +32,12 @@ def _import_spec(spec: str) -> tuple[str, str, Any]:
         for part in attr.split("."):
             obj = getattr(obj, part)
     except Exception as exc:  # importing a user's module may raise anything
-        raise _UsageError(f"cannot load plugin {spec!r}: {type(exc).__name__}: {exc}") from None
+        raise _UsageError(f"cannot load plugin {spec!r}: {describe(exc)}") from None
     try:
-        what, plugin = classify(obj)
+        kind, plugin = classify(obj)
     except TypeError as exc:
         raise _UsageError(f"plugin {spec!r}: {exc}") from None
-    return name or attr.split(".")[-1].lower(), what, plugin
+    return name or attr.split(".")[-1].lower(), kind.role, plugin
 
 
 def _add_plugins(host: PluginHost, args: argparse.Namespace, config: ServiceConfig,

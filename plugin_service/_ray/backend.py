@@ -6,6 +6,7 @@ import sys
 import threading
 from typing import Any, Callable, Dict, Optional
 
+from .._checks import positive_int
 from .._config import ServiceConfig
 from .._context import ToolContext
 from .actor import _CONTROL, _PluginActor
@@ -53,10 +54,8 @@ class RayBackend:
                  actor_options: Optional[Dict[str, Any]] = None,
                  init_options: Optional[Dict[str, Any]] = None,
                  pipeline: Optional[int] = None) -> None:
-        if pipeline is not None and (isinstance(pipeline, bool)
-                                     or not isinstance(pipeline, int) or pipeline < 1):
-            raise ValueError("pipeline must be a positive int, got %r" % (pipeline,))
-        self.pipeline = pipeline
+        self.pipeline = positive_int("pipeline", pipeline, optional=True,
+                                     phrase="a positive int")
         self.address = address
         self.namespace = namespace
         self.actor_options = dict(actor_options or {})
