@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import importlib.metadata as _metadata
-from typing import Any, Dict, Iterable, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Tuple
 
 import attrs
+from loguru import logger
 
 from . import errors
+from ._guarded import describe
+from ._kinds import Kind, classify
+from ._redact import sanitize
 
-__all__ = ["LoadReport", "entry_points"]
+__all__ = ["LoadReport", "entry_points", "load_entry_points"]
 
 DEFAULT_GROUP = "plugin_service.plugins"
 
@@ -43,3 +47,36 @@ def entry_points(group: str) -> Iterable[Any]:
         if entry.name not in seen:
             seen.add(entry.name)
             yield entry
+
+
+def load_entry_points(group: str, register: Callable[[str, Kind, Any], None]) -> LoadReport:
+    """Load every entry point of ``group`` and hand it to ``register`` (name, kind,
+    plugin); a broken one (it cannot be imported, is no plugin, or ``register``
+    refused it) is reported, not raised, except ``HostClosed``."""
+    loaded: List[str] = []
+    broken: Dict[str, errors.PluginLoadError] = {}
+    for entry in entry_points(group):
+        name = entry.name
+        try:
+            obj = entry.load()
+        except Exception as exc:
+            error = errors.PluginLoadError(name, "cannot import %s: %s" % (
+                entry.value, describe(exc)))
+            error.__cause__ = exc
+            broken[name] = error
+            continue
+        try:
+            kind, plugin = classify(obj)
+            register(name, kind, plugin)
+        except errors.HostClosed:
+            raise
+        except Exception as exc:
+            error = errors.PluginLoadError(name, describe(exc))
+            error.__cause__ = exc
+            broken[name] = error
+            continue
+        loaded.append(name)
+    for name, error in broken.items():
+        logger.warning("entry point {} not loaded: {}", sanitize(name, 128),
+                       sanitize(error.reason))
+    return LoadReport(tuple(loaded), broken)

@@ -8,22 +8,19 @@ import time
 from concurrent.futures import Future
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from loguru import logger
-
 from . import _fork, errors
 from ._backend import THREADS, Backend
 from ._checks import positive_int
 from ._config import ServiceConfig
 from ._dead_letters import DeadLetterBox
 from ._diagnostics import DeadLetter, HostStatus
-from ._discovery import DEFAULT_GROUP, LoadReport, entry_points
+from ._discovery import DEFAULT_GROUP, LoadReport, load_entry_points
 from ._future import DispatchFuture
-from ._guarded import describe
 from ._kinds import Kind, classify
 from ._lifecycle import LifecycleState
 from ._pool import ToolPool
-from ._redact import sanitize
 from ._service import PLUGIN_STATUS_BOUND, Runtime, ServiceHandle
+from ._tool_closing import ToolClosing
 from ._tools import Tool, check_grace
 from ._watchdog import Watchdog
 
@@ -83,7 +80,7 @@ class PluginHost:
         self._given_backend = backend
         self._pid = os.getpid()
         self._forked = False  # set in a forked child only; read before any lock
-        self._tools_hurried_until: Optional[float] = None  # set by _hurry()
+        self._tool_closing = ToolClosing(self._pool, self._tool_cancel_grace)
         _fork.track(self)
 
     def _mark_forked(self) -> None:
@@ -259,36 +256,14 @@ class PluginHost:
         """
         if self._forked:
             raise self._forked_error()
-        loaded: List[str] = []
-        broken: Dict[str, errors.PluginLoadError] = {}
-        for entry in entry_points(group):
-            name = entry.name
-            try:
-                obj = entry.load()
-            except Exception as exc:
-                error = errors.PluginLoadError(name, "cannot import %s: %s" % (
-                    entry.value, describe(exc)))
-                error.__cause__ = exc
-                broken[name] = error
-                continue
-            try:
-                what, plugin = classify(obj)
-                if what is not Kind.TOOL:
-                    self.add_service(name, plugin, config)
-                else:
-                    self.add_tool(name, plugin)
-            except errors.HostClosed:
-                raise
-            except Exception as exc:
-                error = errors.PluginLoadError(name, describe(exc))
-                error.__cause__ = exc
-                broken[name] = error
-                continue
-            loaded.append(name)
-        for name, error in broken.items():
-            logger.warning("entry point {} not loaded: {}", sanitize(name, 128),
-                           sanitize(error.reason))
-        return LoadReport(tuple(loaded), broken)
+
+        def register(name: str, kind: Kind, plugin: Any) -> None:
+            if kind is Kind.TOOL:
+                self.add_tool(name, plugin)
+            else:
+                self.add_service(name, plugin, config)
+
+        return load_entry_points(group, register)
 
     # -------------------------------------------------------- diagnostics
     def dead_letters(self) -> List[DeadLetter]:
@@ -347,7 +322,7 @@ class PluginHost:
             self._closed = True
             handles = list(self._services.values())
             tools = list(self._tools.values())
-        tools_bound = self._close_tools_begin(tools)
+        self._tool_closing.begin(tools)
         for handle in handles:
             handle._close_begin()
         requested = []
@@ -372,7 +347,7 @@ class PluginHost:
             if thread is not current:
                 thread.join(None if deadline is None
                             else max(0.0, deadline - time.monotonic()))
-        self._close_tools_end(tools, tools_bound, deadline)  # before the watchdog goes
+        self._tool_closing.end(tools, deadline)  # before the watchdog goes
         # A done-callback still running on the watchdog is not waited for past
         # the deadline (or WATCHDOG_JOIN_BOUND without one): it is a daemon thread.
         self._watchdog.close(WATCHDOG_JOIN_BOUND if deadline is None
@@ -389,45 +364,9 @@ class PluginHost:
                 handle._request_stop(False, 0)
             except errors.PluginServiceError:  # pragma: no cover - defensive
                 pass
-        # Running tool calls are cancelled now and get tool_cancel_grace from now
-        # (none if it is None: a forced stop waits for no tool).
-        until = time.monotonic() + (self._tool_cancel_grace or 0.0)
-        previous = self._tools_hurried_until
-        self._tools_hurried_until = until if previous is None else min(previous, until)
         with self._lock:
             tools = list(self._tools.values())
-        for tool in tools:
-            tool.cancel_running()
-
-    def _close_tools_begin(self, tools: List[Tool]) -> Optional[float]:
-        """First step of close for tools: no more calls, waiting ones dropped,
-        running ones without a deadline cancelled. Returns the monotonic time by
-        which every running call's bound ends (None: no bound)."""
-        now = time.monotonic()
-        grace = self._tool_cancel_grace
-        bound: Optional[float] = now
-        for tool in tools:
-            until = tool.close_begin(now, grace)
-            bound = None if until is None or bound is None else max(bound, until)
-        return bound
-
-    def _close_tools_end(self, tools: List[Tool], bound: Optional[float],
-                         deadline: Optional[float]) -> None:
-        """Last step of close for tools (the watchdog still runs, so deadlines keep
-        firing): join the pool's threads until the calls' bound or ``deadline``,
-        whichever is first, then abandon the calls still running."""
-        if bound is None or (deadline is not None and deadline < bound):
-            bound = deadline
-
-        def calls_until() -> Optional[float]:
-            hurried = self._tools_hurried_until  # a second signal brings it forward
-            if hurried is not None and (bound is None or hurried < bound):
-                return hurried
-            return bound
-
-        self._pool.shutdown(calls_until, deadline)
-        for tool in tools:
-            tool.abandon_running()
+        self._tool_closing.hurry(tools)
 
     def __enter__(self) -> "PluginHost":
         if self._forked:
