@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Sequence, Tuple
 
-from ._harness import Metric, ScenarioResult, VariantResult
+from ._results import ScenarioResult, VariantResult
+from ._scenario import Metric
 
 __all__ = ["plot"]
 
