@@ -16,7 +16,7 @@ from typing import Callable, List, Optional, Sequence
 
 from . import _baseline
 from ._document import document, write_json
-from ._rounds import _affinity, run_scenario
+from ._rounds import allowed_cpus, run_scenario
 from ._scenario import MIN_REPEATS, Options, Scenario
 from ._table import format_table
 
@@ -113,7 +113,7 @@ def main(builders: Sequence[Builder], argv: Optional[Sequence[str]] = None,
         parser.error("--events must be at least 1")
     options = Options(quick=args.quick, repeats=args.repeats, events=args.events,
                       gc_enabled=not args.no_gc, pin=args.pin)
-    if args.pin and _affinity() is None:
+    if args.pin and allowed_cpus() is None:
         parser.error("--pin: this platform cannot set CPU affinity")
     saved = None
     if args.baseline is not None:

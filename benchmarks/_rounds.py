@@ -23,6 +23,7 @@ __all__ = [
     "effective_repeats",
     "run_scenario",
     "pin_to_one_cpu",
+    "allowed_cpus",
 ]
 
 _started = time.monotonic()
@@ -63,7 +64,7 @@ def run_scenario(scenario: Scenario, repeats: int = MIN_REPEATS,
     """
     if not (scenario.pinned if pin is None else pin):
         return _run_rounds(scenario, repeats, warmup, gc_enabled, None)
-    allowed = _affinity()
+    allowed = allowed_cpus()
     cpu = pin_to_one_cpu()
     try:
         return _run_rounds(scenario, repeats, warmup, gc_enabled, cpu)
@@ -79,9 +80,17 @@ def _run_rounds(scenario: Scenario, repeats: int, warmup: int, gc_enabled: bool,
     if repeats < floor:
         raise ValueError("%s: at least %d measured repetitions, got %d"
                          % (scenario.name, floor, repeats))
+    began = time.monotonic()
+    samples = _measure(scenario, repeats, warmup, gc_enabled)
+    seconds = time.monotonic() - began
+    return _summarise(scenario, samples, repeats, warmup, gc_enabled, seconds, pinned_cpu)
+
+
+def _measure(scenario: Scenario, repeats: int, warmup: int,
+             gc_enabled: bool) -> Dict[str, List[Sample]]:
+    """Run the rounds; every variant's samples of the measured ones, by variant name."""
     keys = [m.key for m in scenario.metrics]
     samples: Dict[str, List[Sample]] = {v.name: [] for v in scenario.variants}
-    began = time.monotonic()
     for round_no in range(warmup + repeats):
         measured = round_no >= warmup
         tag = ("rep %d/%d" % (round_no - warmup + 1, repeats) if measured
@@ -101,8 +110,14 @@ def _run_rounds(scenario: Scenario, repeats: int, warmup: int, gc_enabled: bool,
             if measured:
                 samples[variant.name].append(sample)
     _end_progress()
-    seconds = time.monotonic() - began
+    return samples
 
+
+def _summarise(scenario: Scenario, samples: Dict[str, List[Sample]], repeats: int,
+               warmup: int, gc_enabled: bool, seconds: float,
+               pinned_cpu: Optional[int]) -> ScenarioResult:
+    """Medians with min..max, ratios to the baselines and the targets' verdicts."""
+    keys = [m.key for m in scenario.metrics]
     summaries = {name: {k: Summary.of([s[k] for s in runs]) for k in keys}
                  for name, runs in samples.items()}
     labels = {v.name: v.label for v in scenario.variants}
@@ -136,7 +151,8 @@ def _divide(a: float, b: float) -> float:
     return a / b if b else math.nan
 
 
-def _affinity() -> Optional[set]:
+def allowed_cpus() -> Optional[set]:
+    """The CPUs this process may run on now; None where affinity cannot be read."""
     try:
         return set(os.sched_getaffinity(0))
     except (AttributeError, OSError):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Set, Tuple
 
 from ._results import ScenarioResult
 from ._scenario import MIN_REPEATS
@@ -23,23 +23,7 @@ def format_table(results: Sequence[ScenarioResult]) -> str:
     with the issue's target (where it sets one) and whether it is met."""
     header = ("scenario", "variant", "metric", "median", "min..max", "vs baseline",
               "target", "met")
-    rows: List[Tuple[str, ...]] = []
-    for result in results:
-        s = result.scenario
-        metrics = {m.key: m for m in s.metrics}
-        for v in result.variants:
-            for key, summary in v.metrics.items():
-                m = metrics[key]
-                lim = v.limits.get(key)
-                rows.append((s.name, v.label, m.label, m.format(summary.median),
-                             "%s..%s" % (m.format(summary.minimum), m.format(summary.maximum)),
-                             "%s %s" % (_ratio(v.vs_baseline[key]), v.baseline_label),
-                             lim.target.describe(m) if lim else "",
-                             _verdict(lim.met if lim else None)))
-        for r in result.ratios:
-            rows.append((s.name, r.label, metrics[r.metric].label + " ratio", _ratio(r.ratio),
-                         "%s..%s per round" % (_ratio(r.round_min), _ratio(r.round_max)), "",
-                         r.target.describe() if r.target else "-", _verdict(r.met)))
+    rows = [row for result in results for row in _rows(result)]
     widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
     right = {3}  # medians line up on the right
 
@@ -55,7 +39,35 @@ def format_table(results: Sequence[ScenarioResult]) -> str:
         out.append(line(row))
         previous = row[0]
     out.append("")
-    reasons_told = set()
+    out.extend(_footer(results))
+    return "\n".join(out)
+
+
+def _rows(result: ScenarioResult) -> List[Tuple[str, ...]]:
+    """One scenario's rows: each variant's metrics, then its named ratios."""
+    rows: List[Tuple[str, ...]] = []
+    s = result.scenario
+    metrics = {m.key: m for m in s.metrics}
+    for v in result.variants:
+        for key, summary in v.metrics.items():
+            m = metrics[key]
+            lim = v.limits.get(key)
+            rows.append((s.name, v.label, m.label, m.format(summary.median),
+                         "%s..%s" % (m.format(summary.minimum), m.format(summary.maximum)),
+                         "%s %s" % (_ratio(v.vs_baseline[key]), v.baseline_label),
+                         lim.target.describe(m) if lim else "",
+                         _verdict(lim.met if lim else None)))
+    for r in result.ratios:
+        rows.append((s.name, r.label, metrics[r.metric].label + " ratio", _ratio(r.ratio),
+                     "%s..%s per round" % (_ratio(r.round_min), _ratio(r.round_max)), "",
+                     r.target.describe() if r.target else "-", _verdict(r.met)))
+    return rows
+
+
+def _footer(results: Sequence[ScenarioResult]) -> List[str]:
+    """Under the table: how each scenario ran and why, how to read it, the targets missed."""
+    out: List[str] = []
+    reasons_told: Set[str] = set()
     for result in results:
         s = result.scenario
         out.append("%s: %s; %d measured rounds after %d warm-up, interleaved; cyclic GC %s; "
@@ -80,4 +92,4 @@ def format_table(results: Sequence[ScenarioResult]) -> str:
         out.append("Targets: %d of %d met%s" % (len(verdicts) - len(missed), len(verdicts),
                                                  "; missed:" if missed else "."))
         out.extend("  MISSED %s" % what for what in missed)
-    return "\n".join(out)
+    return out
