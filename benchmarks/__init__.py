@@ -21,11 +21,13 @@ one producer), ``roundtrip`` (2, submit + result latency), ``timeouts`` (3, how 
 timeouts arrive), ``tools`` (4, tool call overhead), ``isolation`` (5, services vs
 tools under saturation), ``scale`` (6, 1,000 idle services), ``fanin`` (7, 8
 producers into 1 and 100 services), ``ray_backend`` (8, the Ray backend against
-bare Ray actor calls; only with the ``ray`` extra). ``_harness`` holds variants, rounds,
-statistics, targets, the table, JSON and the command line; ``_common`` the run's
-error, bounded waits and running one scenario alone; ``_workloads`` the plugin and
-tool doubles, host set-up, the design floor's consumer loops and the pykka actors;
-``_plot`` draws the figures (matplotlib, from the ``bench`` extra, imported only
-for ``--plot``); ``_baseline`` compares a run's ratios with one saved by ``--json``
-(``--baseline``; saved runs are in ``baselines/``).
+bare Ray actor calls; only with the ``ray`` extra). ``_harness`` is what they import:
+it gathers ``_scenario`` (variants, metrics, ratios, targets), ``_results`` (what a
+run found), ``_rounds`` (the interleaved rounds), ``_table``, ``_document`` (the JSON)
+and ``_cli`` (the command line). ``_common`` holds the run's error, bounded waits and
+running one scenario alone; ``_workloads`` the plugin and tool doubles, host set-up,
+the design floor's consumer loops and the pykka actors; ``_plot`` draws the figures
+(matplotlib, from the ``bench`` extra, imported only for ``--plot``); ``_baseline``
+compares a run's ratios with one saved by ``--json`` (``--baseline``; saved runs are
+in ``baselines/``).
 """

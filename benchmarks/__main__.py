@@ -6,7 +6,7 @@ import sys
 from typing import List
 
 from . import dispatch, fanin, isolation, ray_backend, roundtrip, scale, timeouts, tools
-from ._harness import Builder, main
+from ._cli import Builder, main
 
 #: Every scenario's builder, in the order the table lists them (the issue's order).
 SCENARIOS: List[Builder] = [

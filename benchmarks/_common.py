@@ -10,7 +10,7 @@ from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-from ._harness import Builder, main
+from ._cli import Builder, main
 
 __all__ = [
     "BenchmarkError",

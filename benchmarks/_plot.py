@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Sequence, Tuple
 
-from ._harness import Metric, ScenarioResult, VariantResult
+from ._results import ScenarioResult, VariantResult
+from ._scenario import Metric
 
 __all__ = ["plot"]
 
@@ -75,12 +76,22 @@ def _notes(result: ScenarioResult, metrics: Tuple[Metric, ...]) -> List[Tuple[st
 
 
 def _draw(ax: Any, panel: _Panel) -> None:
-    from matplotlib.ticker import FuncFormatter
-
+    """One panel: a bar per variant and metric, absolute targets, ticks, title, notes."""
     result = panel.result
     variants: List[VariantResult] = list(result.variants)
     metrics = panel.metrics
-    height = 0.8 / len(metrics)
+    cap, targets = _scale(variants, metrics)
+    _bars(ax, variants, metrics, cap)
+    for value, met in targets:
+        if value <= cap:
+            ax.axvline(value, color=_MET if met else _MISSED, linestyle="--", linewidth=1)
+    ax.set_xlim(0, cap * 1.3)
+    _frame(ax, result, variants, metrics)
+
+
+def _scale(variants: List[VariantResult],
+           metrics: Tuple[Metric, ...]) -> Tuple[float, List[Tuple[float, bool]]]:
+    """Where the panel's bars are cut, and its absolute targets as (value, met)."""
     # The axis fits the medians (and any absolute target near them); a whisker
     # running past it is cut at the edge, its full range is in the table.
     medians = [v.metrics[m.key].median for v in variants for m in metrics]
@@ -90,7 +101,14 @@ def _draw(ax: Any, panel: _Panel) -> None:
     for value, _ in targets:
         if value <= 3 * top:
             top = max(top, value)
-    cap = top * 1.5
+    return top * 1.5, targets
+
+
+def _bars(ax: Any, variants: List[VariantResult], metrics: Tuple[Metric, ...],
+          cap: float) -> None:
+    """A bar per variant and metric at its median, whiskered min..max (cut at ``cap``),
+    labelled with its median and its ratio to its baseline."""
+    height = 0.8 / len(metrics)
     labelled = set()
     for row, variant in enumerate(variants):
         for j, metric in enumerate(metrics):
@@ -116,10 +134,13 @@ def _draw(ax: Any, panel: _Panel) -> None:
             if summary.maximum > cap:
                 text = "> " + text
             ax.text(high, y, "  " + text, va="center", fontsize=7.5)
-    for value, met in targets:
-        if value <= cap:
-            ax.axvline(value, color=_MET if met else _MISSED, linestyle="--", linewidth=1)
-    ax.set_xlim(0, cap * 1.3)
+
+
+def _frame(ax: Any, result: ScenarioResult, variants: List[VariantResult],
+           metrics: Tuple[Metric, ...]) -> None:
+    """The panel's variant ticks (ours in bold), title, grid, notes and legend."""
+    from matplotlib.ticker import FuncFormatter
+
     ax.set_yticks(range(len(variants)))
     ax.set_yticklabels([v.label for v in variants], fontsize=8)
     for tick, variant in zip(ax.get_yticklabels(), variants):
