@@ -12,7 +12,8 @@ import textwrap
 import uuid
 
 import pytest
-from _tool_doubles import HANG, event, make_host  # noqa: F401  (make_host is a fixture)
+from support.doubles import event
+from support.timing import HANG
 
 from plugin_service import DiagnosticKind, LifecycleState, LoadReport, errors
 

@@ -6,7 +6,8 @@ import threading
 
 import attrs
 import pytest
-from conftest import HANG, INGRESS, Echo, event
+from support.doubles import INGRESS, Echo, event
+from support.timing import HANG
 
 from plugin_service import DiagnosticKind, Ingress, IngressEvent, errors
 

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
-from conftest import HANG, INGRESS, Raising, Recorder, event
 from loguru import logger
+from support.doubles import INGRESS, Raising, Recorder, event
+from support.timing import HANG
 
 from plugin_service import Ingress, IngressEvent, ServicePlugin, errors
 

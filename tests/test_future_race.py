@@ -12,10 +12,10 @@ import threading
 from typing import Any, Callable, List
 
 import pytest
+from support.timing import HANG
 
 from plugin_service import Ingress, IngressEvent, PluginHost, ServiceConfig, ServicePlugin
 
-HANG = 5.0
 ROUNDS = 300
 
 

@@ -13,18 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, List
 
 import pytest
-from conftest import (
-    FAILED,
-    HANG,
-    INGRESS,
-    RUNNING,
-    STOPPED,
-    Blocking,
-    Factory,
-    Recorder,
-    assert_invariants,
-    event,
-)
+from support.checks import assert_invariants
+from support.doubles import INGRESS, Blocking, Factory, Recorder, event
+from support.states import FAILED, RUNNING, STOPPED
+from support.timing import HANG
 
 from plugin_service import (
     DiagnosticKind,

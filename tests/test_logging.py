@@ -7,8 +7,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import HANG, RUNNING, Factory, Raising, Scripted, event, outcome
 from loguru import logger
+from support.checks import outcome
+from support.doubles import Factory, Raising, Scripted, event
+from support.states import RUNNING
+from support.timing import HANG
 
 from plugin_service import RestartPolicy, ServiceConfig
 

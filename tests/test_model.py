@@ -22,7 +22,6 @@ import time
 from typing import Any, List, Optional, Tuple
 
 import pytest
-from conftest import FAILED, HANG, READY, RUNNING, STOPPED, assert_invariants
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -32,6 +31,9 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from support.checks import assert_invariants
+from support.states import FAILED, READY, RUNNING, STOPPED
+from support.timing import HANG
 
 from plugin_service import Ingress, IngressEvent, PluginHost, ServiceConfig, ServicePlugin, errors
 

@@ -10,6 +10,7 @@ import time
 from typing import Any, List
 
 import pytest
+from support.timing import HANG
 
 from plugin_service import (
     Ingress,
@@ -19,8 +20,6 @@ from plugin_service import (
     ServicePlugin,
     errors,
 )
-
-HANG = 5.0
 
 
 class HangsInStart(ServicePlugin):

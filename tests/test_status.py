@@ -6,19 +6,10 @@ import json
 
 import attrs
 import pytest
-from conftest import (
-    FAILED,
-    HANG,
-    INGRESS,
-    READY,
-    RUNNING,
-    Blocking,
-    Echo,
-    FailingStart,
-    Raising,
-    event,
-    outcome,
-)
+from support.checks import outcome
+from support.doubles import INGRESS, Blocking, Echo, FailingStart, Raising, event
+from support.states import FAILED, READY, RUNNING
+from support.timing import HANG
 
 from plugin_service import (
     DiagnosticKind,
