@@ -392,14 +392,14 @@ class StrInterrupts(Exception):
 
 def test_validate_exception_whose_str_raises_keyboard_interrupt_is_invalid_event(
         start_service):
-    class Raises(Validates):
+    class ValidatorInterrupts(Validates):
         def __init__(self) -> None:
             def validate(payload: Any) -> bool:
                 raise StrInterrupts()
 
             self.ingresses = [Ingress(INGRESS, validate=validate)]
 
-    handle = start_service("svc", Raises())
+    handle = start_service("svc", ValidatorInterrupts())
     with pytest.raises(errors.InvalidEvent) as raised:
         handle.submit(event())
     assert raised.value.reason == "validate raised StrInterrupts: <unprintable StrInterrupts>"

@@ -489,7 +489,7 @@ def test_restart_of_a_shared_instance_waits_for_its_cleanup(start_service, gates
 
 
 def test_a_failed_start_or_stop_gets_no_cleanup(start_service, host):
-    class FailingStart(Resource):
+    class UnstartableResource(Resource):
         def start(self) -> None:
             super().start()
             raise RuntimeError("no start")
@@ -497,7 +497,7 @@ def test_a_failed_start_or_stop_gets_no_cleanup(start_service, host):
         def on_failure(self, diagnostic: Any) -> None:
             self.released.append("on_failure")
 
-    plugin = FailingStart()
+    plugin = UnstartableResource()
     svc = host.add_service("svc", plugin)
     with pytest.raises(errors.ServiceFailed):
         svc.start(timeout=HANG)

@@ -46,14 +46,14 @@ def test_logging_is_disabled_at_import():
         logger.add(lambda m: records.append(m.record), level=0)
         from plugin_service import Ingress, IngressEvent, PluginHost, ServicePlugin
 
-        class Boom(ServicePlugin):
+        class AlwaysRaises(ServicePlugin):
             ingresses = [Ingress("in")]
             def handle_ingress(self, event, ctx):
                 raise ValueError("boom")
 
         def run():
             with PluginHost() as host:
-                handle = host.add_service("svc", Boom())
+                handle = host.add_service("svc", AlwaysRaises())
                 handle.start(timeout=5)
                 handle.submit(IngressEvent("in", "t")).exception(timeout=5)
             return len([r for r in records if r["name"].startswith("plugin_service")])

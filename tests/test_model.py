@@ -93,7 +93,7 @@ class Built:
         return ModelPlugin()
 
 
-class Accepted:
+class TrackedEvent:
     """An accepted event: its future, kind, number, and how often it resolved
     (done-callbacks run just after waiters wake, hence the ``resolved`` event)."""
 
@@ -136,8 +136,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         # The model.
         self.state = READY
         self.consecutive = 0  # consecutive failed/timed-out events of this life
-        self.pending: List[Accepted] = []  # accepted, outcome not checked yet
-        self.accepted: List[Accepted] = []
+        self.pending: List[TrackedEvent] = []  # accepted, outcome not checked yet
+        self.accepted: List[TrackedEvent] = []
         self.numbers = 0
         self.lives = 0
         self.restarts = 0
@@ -156,7 +156,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.numbers += 1
         return IngressEvent(ingress, "model", (kind, self.numbers)), self.numbers
 
-    def _check_natural(self, accepted: Accepted, error: Optional[BaseException]) -> None:
+    def _check_natural(self, accepted: TrackedEvent, error: Optional[BaseException]) -> None:
         """The outcome of an event that was handled, and its counters."""
         if accepted.kind == OK:
             assert error is None, (accepted.kind, error)
@@ -332,7 +332,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             self._accept(self.handle.submit(event), kind, n)
 
     def _accept(self, future: Any, kind: str, n: int) -> None:
-        accepted = Accepted(future, kind, n)
+        accepted = TrackedEvent(future, kind, n)
         self.pending.append(accepted)
         self.accepted.append(accepted)
         self.enqueued += 1

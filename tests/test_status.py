@@ -32,7 +32,7 @@ class WithStatus(Raising):
         return {"handled": len(self.payloads), "mode": "strict"}
 
 
-class BrokenStatus(Echo):
+class ExplodingStatus(Echo):
     def status(self):
         raise RuntimeError("status exploded")
 
@@ -87,7 +87,7 @@ def test_plugin_status_defaults_to_none(start_service):
 
 
 def test_status_does_not_raise_when_plugin_status_raises(start_service):
-    status = start_service("svc", BrokenStatus()).status()
+    status = start_service("svc", ExplodingStatus()).status()
     assert status.state is RUNNING
     assert status.plugin_status is None
 
