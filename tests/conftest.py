@@ -1,61 +1,32 @@
-"""Shared plugin doubles, fixtures and helpers for the plugin_service tests.
+"""The fixtures the plugin_service tests share; the doubles and helpers they use
+are in the ``support`` package (``tests/support``), one concept per module.
 
-Every double that blocks waits on a gate (a ``threading.Event``) made by the
-``gates`` fixture; the ``host`` fixture opens every gate before it closes the
-host, so no test leaves a thread behind.
+Every double that blocks waits on a gate the test's fixtures made: ``gates`` and
+``make_gate`` open theirs, ``make_stuck`` releases its tools, before any host
+closes, so no test leaves a thread behind. Hosts are closed with a bound.
 """
 from __future__ import annotations
 
-import queue
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, List, Optional
+from pathlib import Path
+from typing import Any, Callable, Iterator, List
 
 import pytest
+from support.backends import BackendGates, RaySession, checked_host
+from support.cli import Child, write_workdir
+from support.contract import GateKeeper
+from support.timing import HANG
+from support.tools import Gate, Stuck
 
-from plugin_service import (
-    Ingress,
-    IngressEvent,
-    LifecycleState,
-    PluginHost,
-    ServiceConfig,
-    ServicePlugin,
-)
+from plugin_service import PluginHost, RayBackend, ServiceConfig
 
-#: A generous bound that only catches a hang; nothing is expected to take this long.
-HANG = 5.0
-#: The ingress every double declares.
-INGRESS = "in"
-
-READY = LifecycleState.READY
-STARTING = LifecycleState.STARTING
-RUNNING = LifecycleState.RUNNING
-STOPPING = LifecycleState.STOPPING
-STOPPED = LifecycleState.STOPPED
-FAILED = LifecycleState.FAILED
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
 
 
-def event(payload: Any = None, **fields: Any) -> IngressEvent:
-    """An event for the doubles' ingress; ``fields`` override any attribute."""
-    ingress = fields.pop("ingress", INGRESS)
-    source = fields.pop("source", "test")
-    return IngressEvent(ingress, source, payload, **fields)
-
-
-def assert_invariants(status: Any) -> None:
-    """The two accounting invariants of the contract, on one snapshot."""
-    c = status.counters
-    assert c.enqueued == (c.succeeded + c.failed + c.timed_out + c.dropped
-                          + status.queue_depth + status.in_flight), status
-    assert c.dispatched == c.succeeded + c.failed + c.timed_out + status.in_flight, status
-
-
-def outcome(future: Any, timeout: float = HANG) -> Any:
-    """The exception a future resolved with, or its result when it succeeded."""
-    error = future.exception(timeout=timeout)
-    return error if error is not None else future.result(timeout=0)
-
-
+# --------------------------------------------------------- a host on threads
 class Gates:
     """Makes gates (``threading.Event``) and opens them all at teardown."""
 
@@ -117,203 +88,125 @@ def start_service(host):
     return start
 
 
-# --------------------------------------------------------------------- doubles
-class Recorder(ServicePlugin):
-    """Records every callback with the name of the thread it ran on, the payloads
-    in the order they were handled, the events and the contexts. ``arrivals``
-    receives each event as its handler is entered. Handles by echoing the payload.
+# ------------------------------------------------- hosts, gates and stuck tools
+@pytest.fixture
+def make_host():
+    """``make_host(**kwargs)``: a PluginHost closed (with a bound) at teardown."""
+    hosts: List[PluginHost] = []
+
+    def make(**kwargs: Any) -> PluginHost:
+        host = PluginHost(**kwargs)
+        hosts.append(host)
+        return host
+
+    yield make
+    for host in hosts:
+        host.close(timeout=HANG)
+
+
+@pytest.fixture
+def make_gate(make_host):
+    """``make_gate()``: a Gate released at teardown, before any host is closed
+    (it depends on ``make_host``, so it is torn down first)."""
+    gates: List[Gate] = []
+
+    def make() -> Gate:
+        gate = Gate()
+        gates.append(gate)
+        return gate
+
+    yield make
+    for gate in gates:
+        gate.release()
+
+
+@pytest.fixture
+def make_stuck(make_host):
+    """``make_stuck()``: a Stuck tool released at teardown, before hosts close."""
+    made: List[Stuck] = []
+
+    def make() -> Stuck:
+        stuck = Stuck()
+        made.append(stuck)
+        return stuck
+
+    yield make
+    for stuck in made:
+        stuck.release()
+
+
+# ------------------------------------------------------ the command line, in a child
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """tmp_path with the plugin module and a distribution declaring entry points."""
+    return write_workdir(tmp_path)
+
+
+@pytest.fixture
+def spawn(workdir: Path) -> Iterator[Callable[..., Child]]:
+    """``spawn(*args)``: a running ``plugin-service *args`` in ``workdir``, killed
+    at teardown."""
+    children: List[Child] = []
+
+    def start(*args: str) -> Child:
+        child = Child(args, workdir)
+        children.append(child)
+        return child
+
+    yield start
+    for child in children:
+        child.kill()
+
+
+# ------------------------------------------------------------------------- Ray
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[RaySession]:
+    """One local Ray instance for the session, bound to loopback, shut down at the end.
+
+    Workers find ``support.contract`` and ``plugin_service`` through PYTHONPATH
+    (Ray adds only the driver's current directory to their ``sys.path``). Skips
+    the test without Ray; a Ray this process had already started is used, and
+    left running.
     """
-
-    ingresses = [Ingress(INGRESS)]
-
-    def __init__(self) -> None:  # no super().__init__(): the base keeps no state
-        self.calls: List[tuple] = []
-        self.payloads: List[Any] = []
-        self.events: List[IngressEvent] = []
-        self.contexts: List[Any] = []
-        self.arrivals: "queue.Queue[IngressEvent]" = queue.Queue()
-        self.stopped = threading.Event()
-        self._active = 0
-        self.max_active = 0  # handlers running at once; serial dispatch keeps it 1
-        self.busy_at_start: List[int] = []  # handlers still running when start() ran
-
-    def start(self) -> None:
-        self.calls.append(("start", threading.current_thread().name))
-        self.busy_at_start.append(self._active)
-
-    def handle_ingress(self, event: IngressEvent, ctx: Any) -> Any:
-        self.calls.append(("handle_ingress", threading.current_thread().name))
-        self.payloads.append(event.payload)
-        self.events.append(event)
-        self.contexts.append(ctx)
-        self._active += 1
-        self.max_active = max(self.max_active, self._active)
-        self.arrivals.put(event)
-        try:
-            return self.behave(event, ctx)
-        finally:
-            self._active -= 1
-
-    def behave(self, event: IngressEvent, ctx: Any) -> Any:
-        return event.payload
-
-    def stop(self) -> None:
-        self.calls.append(("stop", threading.current_thread().name))
-        self.stopped.set()
-
-    def entered(self, timeout: float = HANG) -> IngressEvent:
-        """The next event whose handler was entered (waits for it)."""
-        return self.arrivals.get(timeout=timeout)
+    # Read by Ray at import: off, a local instance uses 127.0.0.1, never the
+    # machine's network address. Must precede the first ``import ray``.
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray = pytest.importorskip(
+        "ray", reason="the Ray backend tests need the ray extra: "
+                      "pip install 'plugin_service[ray]'")
+    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    if getattr(constants, "ENABLE_RAY_CLUSTER", False):
+        pytest.fail("ray was imported before RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 was set: "
+                    "a local instance would listen on the machine's network address")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 namespace="plugin_service_tests",
+                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(
+                     [str(TESTS), str(REPO)])}})
+    try:
+        address = ray.util.get_node_ip_address()
+        if address != "127.0.0.1":
+            pytest.fail("the test Ray instance listens on %s, not on loopback" % address)
+        keeper = ray.remote(GateKeeper).options(num_cpus=0).remote()
+        yield RaySession(ray, keeper)
+    finally:
+        if started:
+            ray.shutdown()
 
 
-class Echo(Recorder):
-    """Returns the payload."""
+@pytest.fixture
+def ray_gates(ray_session: RaySession) -> Iterator[BackendGates]:
+    """Gates across processes; all are opened at teardown."""
+    made = BackendGates(ray_session)
+    try:
+        yield made
+    finally:
+        made.open_all()
 
 
-class Blocking(Recorder):
-    """Blocks every handler on ``gate`` (ignoring cancellation), then echoes."""
-
-    def __init__(self, gate: threading.Event) -> None:
-        super().__init__()
-        self.gate = gate
-
-    def behave(self, event, ctx):
-        self.gate.wait()
-        return event.payload
-
-
-class Raising(Recorder):
-    """Raises ``make_error(event)`` from every handler."""
-
-    def __init__(self, make_error: Optional[Callable[[IngressEvent], BaseException]] = None):
-        super().__init__()
-        self.raised: List[BaseException] = []
-        self.make_error = make_error or (lambda e: ValueError("boom %r" % (e.payload,)))
-
-    def behave(self, event, ctx):
-        error = self.make_error(event)
-        self.raised.append(error)
-        raise error
-
-
-class Cooperative(Recorder):
-    """Sleeps through ``ctx.wait(seconds)`` (default: until cancelled), records what
-    it returned, then returns "cancelled" or "not cancelled"; sets ``returned``."""
-
-    def __init__(self, seconds: Optional[float] = None) -> None:
-        super().__init__()
-        self.seconds = seconds
-        self.woke_cancelled: List[bool] = []
-        self.returned = threading.Event()
-
-    def behave(self, event, ctx):
-        try:
-            self.woke_cancelled.append(ctx.wait(self.seconds))
-            return "cancelled" if ctx.cancelled else "not cancelled"
-        finally:
-            self.returned.set()
-
-
-class Uncooperative(Recorder):
-    """Ignores cancellation: blocks on ``gate`` only; records ``ctx.cancelled`` on
-    release and sets ``returned``."""
-
-    def __init__(self, gate: threading.Event) -> None:
-        super().__init__()
-        self.gate = gate
-        self.cancelled_at_return: List[bool] = []
-        self.returned = threading.Event()
-
-    def behave(self, event, ctx):
-        try:
-            self.gate.wait()
-            self.cancelled_at_return.append(ctx.cancelled)
-            return "late"
-        finally:
-            self.returned.set()
-
-
-class Hold:
-    """A payload for :class:`Scripted`: block on ``gate`` (ignoring cancellation,
-    at most ``seconds`` when given), then raise ``raises`` or return "released"."""
-
-    def __init__(self, gate: threading.Event, raises: Optional[BaseException] = None,
-                 seconds: Optional[float] = None) -> None:
-        self.gate = gate
-        self.raises = raises
-        self.seconds = seconds
-
-    def __repr__(self) -> str:
-        return "Hold(raises=%r)" % (self.raises,)
-
-
-class Scripted(Recorder):
-    """Behaves per payload: an exception is raised, a :class:`Hold` holds, "wait"
-    sleeps through ``ctx.wait()`` until cancelled; anything else is echoed."""
-
-    def behave(self, event, ctx):
-        payload = event.payload
-        if isinstance(payload, BaseException):
-            raise payload
-        if isinstance(payload, Hold):
-            payload.gate.wait(payload.seconds)
-            if payload.raises is not None:
-                raise payload.raises
-            return "released"
-        if isinstance(payload, str) and payload == "wait":
-            ctx.wait()
-            return "woke"
-        return payload
-
-
-class FailingStart(Recorder):
-    """``start()`` raises ``error``."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__()
-        self.error = error
-
-    def start(self) -> None:
-        super().start()
-        raise self.error
-
-
-class BlockingStart(Recorder):
-    """``start()`` signals ``in_start`` and blocks on ``gate``."""
-
-    def __init__(self, gate: threading.Event) -> None:
-        super().__init__()
-        self.gate = gate
-        self.in_start = threading.Event()
-
-    def start(self) -> None:
-        super().start()
-        self.in_start.set()
-        self.gate.wait()
-
-
-class FailingStop(Recorder):
-    """``stop()`` raises ``error``."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__()
-        self.error = error
-
-    def stop(self) -> None:
-        super().stop()
-        raise self.error
-
-
-class Factory:
-    """A zero-argument factory that builds ``make()`` and keeps every instance."""
-
-    def __init__(self, make: Callable[[], Any]) -> None:
-        self.make = make
-        self.built: List[Any] = []
-        self._lock = threading.Lock()
-
-    def __call__(self) -> Any:
-        instance = self.make()
-        with self._lock:
-            self.built.append(instance)
-        return instance
+@pytest.fixture
+def ray_host(ray_session: RaySession, ray_gates: BackendGates) -> Iterator[PluginHost]:
+    """A host on Ray (see :func:`support.backends.checked_host`)."""
+    with checked_host(RayBackend(), ray_gates) as plugin_host:
+        yield plugin_host

@@ -4,18 +4,10 @@ from __future__ import annotations
 import threading
 
 import pytest
-from conftest import (
-    HANG,
-    STOPPED,
-    Echo,
-    Hold,
-    Raising,
-    Recorder,
-    Scripted,
-    assert_invariants,
-    event,
-    outcome,
-)
+from support.checks import assert_invariants, outcome
+from support.doubles import Echo, Hold, Raising, Recorder, Scripted, event
+from support.states import STOPPED
+from support.timing import HANG
 
 from plugin_service import DiagnosticKind, PluginHost, ServiceConfig, errors
 

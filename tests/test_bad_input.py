@@ -15,9 +15,10 @@ import json
 from typing import Any, Dict
 
 import pytest
-from conftest import HANG, assert_invariants
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from support.checks import assert_invariants
+from support.timing import HANG
 
 from plugin_service import Ingress, IngressEvent, PluginHost, ServiceConfig, ServicePlugin, errors
 

@@ -21,17 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _cli_support import (  # noqa: F401 - spawn and workdir are fixtures
-    TIMEOUT,
+from support.cli import (
     _by_line,
     _command,
     _env,
     _event,
     _run_once,
     _status_lines,
-    spawn,
-    workdir,
 )
+from support.timing import PROCESS_HANG
 
 # ---------------------------------------------------------------------- demo
 Completed = tuple[int, str, str]  # exit code, stdout, stderr
@@ -50,7 +48,7 @@ def demo_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Completed]:
     runs = {}
     try:
         for name, process in processes.items():
-            out, err = process.communicate(timeout=TIMEOUT)
+            out, err = process.communicate(timeout=PROCESS_HANG)
             runs[name] = (process.returncode, out, err)
     finally:
         for process in processes.values():
@@ -118,7 +116,7 @@ def test_demo_rewrites_one_status_line_in_place_on_a_terminal(workdir: Path) -> 
     os.close(terminal)
     chunks = []
     try:
-        deadline = time.monotonic() + TIMEOUT
+        deadline = time.monotonic() + PROCESS_HANG
         while time.monotonic() < deadline:
             ready, _, _ = select.select([controller], [], [], 1.0)
             if not ready:
@@ -130,7 +128,7 @@ def test_demo_rewrites_one_status_line_in_place_on_a_terminal(workdir: Path) -> 
             if not chunk:
                 break
             chunks.append(chunk)
-        assert proc.wait(timeout=TIMEOUT) == 0
+        assert proc.wait(timeout=PROCESS_HANG) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -430,7 +428,7 @@ def test_run_serves_metrics_on_the_metrics_port(spawn: Any) -> None:
     assert url.startswith("http://127.0.0.1:")
     child.send(_event("hi"))
     child.out_line()
-    with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+    with urllib.request.urlopen(url, timeout=PROCESS_HANG) as response:
         text = response.read().decode()
     assert 'plugin_service_service_succeeded_total{service="echo"} 1.0' in text
     assert 'plugin_service_service_state{service="echo",state="running"} 1.0' in text

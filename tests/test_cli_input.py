@@ -1,7 +1,7 @@
 """Hostile input never stops ``plugin-service run``: each bad line gets one typed
 rejection line and the run goes on with the next one.
 
-Each test runs the real command in a child process (see ``_cli_support``) and
+Each test runs the real command in a child process (see ``support.cli``) and
 synchronizes on its output lines.
 """
 from __future__ import annotations
@@ -13,16 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _cli_support import (  # noqa: F401 - spawn and workdir are fixtures
-    TIMEOUT,
+from support.cli import (
     _by_line,
     _command,
     _env,
     _event,
     _status_lines,
-    spawn,
-    workdir,
 )
+from support.timing import PROCESS_HANG
 
 DEEP = "[" * 1000 + "]" * 1000  # 2 KB, but nested beyond the JSON decoder's recursion
 
@@ -100,7 +98,7 @@ def test_closed_stdin_is_end_of_input_not_a_traceback(workdir: Path) -> None:
     done = subprocess.run(["/bin/sh", "-c", 'exec "$@" <&-', "sh",
                            *_command("run", "cli_plugins:Echo")],
                           cwd=workdir, env=_env(workdir), capture_output=True, text=True,
-                          timeout=TIMEOUT, check=False)
+                          timeout=PROCESS_HANG, check=False)
     assert "Traceback" not in done.stderr
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""

@@ -47,7 +47,7 @@ PLUGINS = textwrap.dedent('''
 
 
 @pytest.fixture
-def workdir(tmp_path: Path) -> Path:
+def ray_workdir(tmp_path: Path) -> Path:
     """A directory holding the plugin module; skips the test without Ray.
 
     Only looks for Ray: importing it here, before ``ray_session`` sets the loopback
@@ -111,7 +111,7 @@ def test_ray_option_tells_an_address_from_a_plugin_spec(argv: List[str], specs: 
     assert (args.specs, args.ray) == (specs, address)
 
 
-def test_run_with_ray_hosts_the_plugins_in_actor_processes(workdir: Path) -> None:
+def test_run_with_ray_hosts_the_plugins_in_actor_processes(ray_workdir: Path) -> None:
     lines = "".join(json.dumps(line) + "\n" for line in [
         {"service": "where", "ingress": "in", "payload": "hello"},
         {"service": "where", "ingress": "in", "payload": "boom"},
@@ -119,7 +119,7 @@ def test_run_with_ray_hosts_the_plugins_in_actor_processes(workdir: Path) -> Non
     ])
     child = run_child(
         [sys.executable, "-m", "plugin_service", "run", "--ray", "ray_cli_plugins:Where"],
-        workdir, lines)
+        ray_workdir, lines)
     # The crash fails the service, and a run whose service ended FAILED exits 1.
     assert child.returncode == 1, child.stderr
     # Every stdout line is an outcome: Ray's own notice of the crash stays off it.
@@ -168,9 +168,9 @@ FIRST_SERVICE_STOPS = textwrap.dedent('''
 ''')
 
 
-def test_ray_started_by_the_backend_outlives_the_first_service(workdir: Path) -> None:
+def test_ray_started_by_the_backend_outlives_the_first_service(ray_workdir: Path) -> None:
     # Ray ties gcs_server and raylet to the thread that spawned them
     # (PR_SET_PDEATHSIG): started on a service's worker thread, they would die with
     # that service's first life.
-    child = run_child([sys.executable, "-c", FIRST_SERVICE_STOPS], workdir)
+    child = run_child([sys.executable, "-c", FIRST_SERVICE_STOPS], ray_workdir)
     assert child.stdout.split() == ["ok"], child.stderr[-2000:]

@@ -2,7 +2,7 @@
 announces, a second one cuts the drain short; exit codes say how the run ended.
 
 Each test runs the real command in a child process, sends real signals to its PID and
-synchronizes on the lines it writes (see ``_cli_support``), never on sleeps.
+synchronizes on the lines it writes (see ``support.cli``), never on sleeps.
 """
 from __future__ import annotations
 
@@ -11,13 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _cli_support import (  # noqa: F401 - spawn and workdir are fixtures
+from support.cli import (
     _by_line,
     _event,
     _run_once,
     _status_lines,
-    spawn,
-    workdir,
 )
 
 

@@ -2,13 +2,13 @@
 
 Every test takes the ``backend`` fixture ("thread" or "ray") through ``host``: a
 ``PluginHost()``, or a ``PluginHost(backend=RayBackend())`` on the one local Ray
-instance the session-scoped ``ray_session`` fixture starts (loopback only, 2 CPUs,
-no dashboard). Without Ray installed the "ray" parameter is skipped with the
-reason. A guarantee that cannot hold on Ray is marked on that parameter with
+instance the session-scoped ``ray_session`` fixture (``conftest.py``) starts
+(loopback only, 2 CPUs, no dashboard). Without Ray installed the "ray" parameter
+is skipped with the reason. A guarantee that cannot hold on Ray is marked on that parameter with
 :func:`differs_on_ray` (a strict xfail that says why); the README's "Scaling out"
 table lists the same differences.
 
-The plugins live in ``_contract_plugins`` so that Ray workers can import them;
+The plugins live in ``support.contract`` so that Ray workers can import them;
 they are driven by the payload and report what they saw through results, a
 follow-up event or ``status()``. Blocking handlers wait on gates (``gates``
 fixture), opened before the host closes. After every test the host fixture checks
@@ -17,33 +17,22 @@ again.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
 import sys
 import time
-from pathlib import Path
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, Iterator
 
 import pytest
-from _contract_plugins import (
-    HANG,
-    BrokenStatus,
-    FailingStart,
-    GateKeeper,
-    LocalGate,
-    RayGate,
-    Scripted,
-    Strict,
-    event,
-    order,
-)
-from conftest import assert_invariants
+from support.backends import TIMEOUT, BackendGates, checked_host, failure_of
+from support.checks import assert_invariants
+from support.contract import BrokenStatus, CannotStart, OpScripted, Strict, event, order
+from support.states import FAILED, READY, RUNNING, STOPPED, STOPPING
+from support.timing import PROCESS_HANG
 
 from plugin_service import (
     DiagnosticKind,
-    LifecycleState,
     PluginHost,
     RayBackend,
     RestartPolicy,
@@ -53,66 +42,11 @@ from plugin_service import (
     errors,
 )
 
-TESTS = Path(__file__).resolve().parent
-REPO = TESTS.parent
-
-READY = LifecycleState.READY
-RUNNING = LifecycleState.RUNNING
-STOPPING = LifecycleState.STOPPING
-STOPPED = LifecycleState.STOPPED
-FAILED = LifecycleState.FAILED
-
-#: Dispatch timeouts and stop bounds the tests expire on purpose; Ray calls take
-#: about a millisecond, so half a second leaves room on a loaded machine.
-TIMEOUT = 0.5
 #: How late past its deadline a DispatchTimeout may come on a loaded 2-core machine.
 LATE = 2.0
 
 
 # ------------------------------------------------------------------- Ray
-class RaySession:
-    """The test session's Ray instance: the ``ray`` module and a gate keeper."""
-
-    def __init__(self, ray: Any, keeper: Any) -> None:
-        self.ray = ray
-        self.keeper = keeper
-
-
-@pytest.fixture(scope="session")
-def ray_session() -> Iterator[RaySession]:
-    """One local Ray instance for the session, bound to loopback, shut down at the end.
-
-    Workers find ``_contract_plugins`` and ``plugin_service`` through PYTHONPATH
-    (Ray adds only the driver's current directory to their ``sys.path``). The
-    fixture may be requested from several modules; only the first starts Ray.
-    """
-    # Read by Ray at import: off, a local instance uses 127.0.0.1, never the
-    # machine's network address. Must precede the first ``import ray``.
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray = pytest.importorskip(
-        "ray", reason="the Ray backend tests need the ray extra: "
-                      "pip install 'plugin_service[ray]'")
-    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
-    if getattr(constants, "ENABLE_RAY_CLUSTER", False):
-        pytest.fail("ray was imported before RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 was set: "
-                    "a local instance would listen on the machine's network address")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 namespace="plugin_service_tests",
-                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(
-                     [str(TESTS), str(REPO)])}})
-    try:
-        address = ray.util.get_node_ip_address()
-        if address != "127.0.0.1":
-            pytest.fail("the test Ray instance listens on %s, not on loopback" % address)
-        keeper = ray.remote(GateKeeper).options(num_cpus=0).remote()
-        yield RaySession(ray, keeper)
-    finally:
-        if started:
-            ray.shutdown()
-
-
 def differs_on_ray(reason: str) -> pytest.MarkDecorator:
     """Run a test on both backends, the Ray one as a strict xfail for ``reason``."""
     return pytest.mark.parametrize("backend", [
@@ -121,23 +55,6 @@ def differs_on_ray(reason: str) -> pytest.MarkDecorator:
 
 
 # --------------------------------------------------------------- fixtures
-class Gates:
-    """Makes gates for the backend's plugins and opens them all at teardown."""
-
-    def __init__(self, session: Optional[RaySession]) -> None:
-        self._session = session
-        self._made: List[Any] = []
-
-    def new(self) -> Any:
-        gate = LocalGate() if self._session is None else RayGate(self._session.keeper)
-        self._made.append(gate)
-        return gate
-
-    def open_all(self) -> None:
-        for gate in self._made:
-            gate.open()
-
-
 @pytest.fixture(params=["thread", "ray"])
 def backend(request: pytest.FixtureRequest) -> str:
     """The backend a test's host runs its services on."""
@@ -147,38 +64,18 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def gates(request: pytest.FixtureRequest, backend: str) -> Iterator[Gates]:
+def gates(request: pytest.FixtureRequest, backend: str) -> Iterator[BackendGates]:
     session = request.getfixturevalue("ray_session") if backend == "ray" else None
-    made = Gates(session)
+    made = BackendGates(session)
     try:
         yield made
     finally:
         made.open_all()
 
 
-def check_accounts(host: PluginHost) -> None:
-    for handle in host.services():
-        assert_invariants(handle.status())
-
-
-@contextlib.contextmanager
-def checked_host(backend: Any, gates: Gates) -> Iterator[PluginHost]:
-    """A host on ``backend``; on exit: gates opened, invariants checked, closed."""
-    plugin_host = PluginHost(backend=backend)
-    try:
-        yield plugin_host
-    finally:
-        gates.open_all()
-        try:
-            check_accounts(plugin_host)
-        finally:
-            plugin_host.close(timeout=HANG)
-        check_accounts(plugin_host)
-
-
 @pytest.fixture
-def host(backend: str, gates: Gates) -> Iterator[PluginHost]:
-    """A host on ``backend`` (see :func:`checked_host`)."""
+def host(backend: str, gates: BackendGates) -> Iterator[PluginHost]:
+    """A host on ``backend`` (see :func:`support.backends.checked_host`)."""
     with checked_host(RayBackend() if backend == "ray" else None, gates) as plugin_host:
         yield plugin_host
 
@@ -188,57 +85,51 @@ Start = Callable[..., ServiceHandle]
 
 @pytest.fixture
 def start(host: PluginHost) -> Start:
-    """``start(plugin=Scripted, name="svc", **config)``: added, started, RUNNING."""
+    """``start(plugin=OpScripted, name="svc", **config)``: added, started, RUNNING."""
 
-    def add_and_start(plugin: Any = Scripted, name: str = "svc", **config: Any
+    def add_and_start(plugin: Any = OpScripted, name: str = "svc", **config: Any
                       ) -> ServiceHandle:
         handle = host.add_service(name, plugin, ServiceConfig(**config))
-        handle.start(timeout=HANG)
+        handle.start(timeout=PROCESS_HANG)
         return handle
 
     return add_and_start
 
 
-def failure_of(future: Any) -> BaseException:
-    error = future.exception(timeout=HANG)
-    assert error is not None, "expected a failure, got %r" % (future.result(),)
-    return error
-
-
 # -------------------------------------------------------------- lifecycle
 def test_added_service_is_ready_and_start_makes_it_running(host: PluginHost) -> None:
-    handle = host.add_service("svc", Scripted)
+    handle = host.add_service("svc", OpScripted)
     assert handle.state is READY
-    assert handle.start(timeout=HANG).state is RUNNING
-    assert handle.start(timeout=HANG).state is RUNNING  # a no-op when RUNNING
+    assert handle.start(timeout=PROCESS_HANG).state is RUNNING
+    assert handle.start(timeout=PROCESS_HANG).state is RUNNING  # a no-op when RUNNING
 
 
 def test_stop_makes_a_running_service_stopped(start: Start) -> None:
     svc = start()
-    assert svc.stop(timeout=HANG).state is STOPPED
-    assert svc.stop(timeout=HANG).state is STOPPED  # a no-op when STOPPED
+    assert svc.stop(timeout=PROCESS_HANG).state is STOPPED
+    assert svc.stop(timeout=PROCESS_HANG).state is STOPPED  # a no-op when STOPPED
 
 
 def test_stop_of_a_ready_service_makes_it_stopped(host: PluginHost) -> None:
-    handle = host.add_service("svc", Scripted)
-    assert handle.stop(timeout=HANG).state is STOPPED
+    handle = host.add_service("svc", OpScripted)
+    assert handle.stop(timeout=PROCESS_HANG).state is STOPPED
 
 
 def test_impossible_transitions_raise_lifecycle_error(start: Start) -> None:
     svc = start()
     with pytest.raises(errors.LifecycleError):
-        svc.restart(timeout=HANG)
-    svc.stop(timeout=HANG)
+        svc.restart(timeout=PROCESS_HANG)
+    svc.stop(timeout=PROCESS_HANG)
     with pytest.raises(errors.LifecycleError):
-        svc.start(timeout=HANG)
+        svc.start(timeout=PROCESS_HANG)
 
 
 def test_restart_from_stopped_runs_a_fresh_plugin(start: Start) -> None:
     svc = start()
-    assert svc.submit(event("count")).result(HANG) == 1
-    svc.stop(timeout=HANG)
-    assert svc.restart(timeout=HANG).state is RUNNING
-    assert svc.submit(event("count")).result(HANG) == 1
+    assert svc.submit(event("count")).result(PROCESS_HANG) == 1
+    svc.stop(timeout=PROCESS_HANG)
+    assert svc.restart(timeout=PROCESS_HANG).state is RUNNING
+    assert svc.submit(event("count")).result(PROCESS_HANG) == 1
     assert svc.status().restarts == 1
 
 
@@ -246,15 +137,15 @@ def test_restart_from_failed_runs_a_fresh_plugin(start: Start) -> None:
     svc = start(fail_after=1)
     failure_of(svc.submit(event("raise", "bad")))
     assert svc.state is FAILED
-    assert svc.restart(timeout=HANG).state is RUNNING
-    assert svc.submit(event("count")).result(HANG) == 1
+    assert svc.restart(timeout=PROCESS_HANG).state is RUNNING
+    assert svc.submit(event("count")).result(PROCESS_HANG) == 1
     assert svc.status().failure is None
 
 
 def test_failing_start_raises_service_failed_and_leaves_it_failed(host: PluginHost) -> None:
-    handle = host.add_service("svc", FailingStart)
+    handle = host.add_service("svc", CannotStart)
     with pytest.raises(errors.ServiceFailed, match="cannot start"):
-        handle.start(timeout=HANG)
+        handle.start(timeout=PROCESS_HANG)
     status = handle.status()
     assert status.state is FAILED
     assert status.failure is not None
@@ -263,10 +154,10 @@ def test_failing_start_raises_service_failed_and_leaves_it_failed(host: PluginHo
 
 
 def test_start_all_starts_every_ready_service_and_names_the_failed(host: PluginHost) -> None:
-    good = [host.add_service(name, Scripted) for name in ("a", "c")]
-    host.add_service("b", FailingStart)
+    good = [host.add_service(name, OpScripted) for name in ("a", "c")]
+    host.add_service("b", CannotStart)
     with pytest.raises(errors.ServiceFailed) as info:
-        host.start_all(timeout=HANG)
+        host.start_all(timeout=PROCESS_HANG)
     assert info.value.services == ("b",)
     assert [handle.state for handle in good] == [RUNNING, RUNNING]
     assert host.service("b").state is FAILED
@@ -276,7 +167,7 @@ def test_start_all_starts_every_ready_service_and_names_the_failed(host: PluginH
 def test_submit_resolves_to_what_the_handler_returned(start: Start) -> None:
     svc = start()
     future = svc.submit(event("echo", {"words": ["a", "b"], "n": 2}))
-    assert future.result(HANG) == {"words": ["a", "b"], "n": 2}
+    assert future.result(PROCESS_HANG) == {"words": ["a", "b"], "n": 2}
     counters = svc.status().counters
     assert (counters.enqueued, counters.dispatched, counters.succeeded) == (1, 1, 1)
 
@@ -284,22 +175,22 @@ def test_submit_resolves_to_what_the_handler_returned(start: Start) -> None:
 def test_events_are_handled_one_at_a_time_in_submission_order(start: Start) -> None:
     svc = start(queue_size=64)
     futures = [svc.submit(event("count")) for _ in range(40)]
-    assert [future.result(HANG) for future in futures] == list(range(1, 41))
+    assert [future.result(PROCESS_HANG) for future in futures] == list(range(1, 41))
 
 
 def test_dispatch_context_gives_event_deadline_and_wait(start: Start) -> None:
-    svc = start(dispatch_timeout=HANG)
-    seen = svc.submit(event("ctx")).result(HANG)
+    svc = start(dispatch_timeout=PROCESS_HANG)
+    seen = svc.submit(event("ctx")).result(PROCESS_HANG)
     assert seen["same_event"] and seen["has_deadline"]
     assert seen["cancelled"] is False and seen["wait_returns"] is False
-    assert 0 < seen["remaining"] <= HANG
+    assert 0 < seen["remaining"] <= PROCESS_HANG
 
 
 @differs_on_ray("plugin code runs in the actor's process, on an actor thread")
 def test_plugin_runs_in_this_process_on_the_services_own_thread(start: Start) -> None:
     svc = start(name="placed")
-    assert svc.submit(event("pid")).result(HANG) == os.getpid()
-    assert svc.submit(event("thread")).result(HANG) == "placed"
+    assert svc.submit(event("pid")).result(PROCESS_HANG) == os.getpid()
+    assert svc.submit(event("thread")).result(PROCESS_HANG) == "placed"
 
 
 @pytest.mark.parametrize("backend", [
@@ -309,7 +200,7 @@ def test_plugin_runs_in_this_process_on_the_services_own_thread(start: Start) ->
 ], indirect=True)
 def test_plugin_runs_in_its_own_process_on_ray(start: Start) -> None:
     svc = start()
-    pid = svc.submit(event("pid")).result(HANG)
+    pid = svc.submit(event("pid")).result(PROCESS_HANG)
     assert pid != os.getpid()
     plugin_status = svc.status().plugin_status
     assert plugin_status is not None and plugin_status["pid"] == pid
@@ -318,18 +209,18 @@ def test_plugin_runs_in_its_own_process_on_ray(start: Start) -> None:
 def test_handler_gets_an_equal_event(start: Start) -> None:
     svc = start()
     sent = event("event")
-    assert svc.submit(sent).result(HANG) == sent
+    assert svc.submit(sent).result(PROCESS_HANG) == sent
 
 
 @differs_on_ray("events and results cross the process boundary as pickled copies")
 def test_handler_gets_the_very_event_object_submitted(start: Start) -> None:
     svc = start()
     sent = event("event")
-    assert svc.submit(sent).result(HANG) is sent
+    assert svc.submit(sent).result(PROCESS_HANG) is sent
 
 
 def test_cancel_withdraws_a_queued_event_the_plugin_never_sees(start: Start,
-                                                                gates: Gates) -> None:
+                                                                gates: BackendGates) -> None:
     svc = start()
     gate = gates.new()
     held = svc.submit(event("gate", gate))
@@ -337,8 +228,8 @@ def test_cancel_withdraws_a_queued_event_the_plugin_never_sees(start: Start,
     queued = svc.submit(event("echo", "never"))
     assert queued.cancel()
     gate.open()
-    assert held.result(HANG) == "released"
-    assert svc.submit(event("count")).result(HANG) == 2
+    assert held.result(PROCESS_HANG) == "released"
+    assert svc.submit(event("count")).result(PROCESS_HANG) == 2
     assert svc.status().counters.dropped == 1
 
 
@@ -365,7 +256,7 @@ def test_invalid_event_is_refused_at_submit_on_the_host(start: Start, bad: Any,
     assert (status.counters.rejected, status.counters.enqueued) == (1, 0)
     assert status.last_error is not None
     assert status.last_error.kind is DiagnosticKind.INVALID_EVENT
-    assert svc.submit(order({"qty": 3})).result(HANG) == 3
+    assert svc.submit(order({"qty": 3})).result(PROCESS_HANG) == 3
 
 
 def test_submit_checks_the_state_before_validating(host: PluginHost) -> None:
@@ -377,7 +268,7 @@ def test_submit_checks_the_state_before_validating(host: PluginHost) -> None:
 
 # ------------------------------------------------------------------ queue
 def test_full_queue_rejects_with_capacity_and_stop_without_drain_releases_it(
-        start: Start, gates: Gates) -> None:
+        start: Start, gates: BackendGates) -> None:
     svc = start(queue_size=2, fail_after=None)
     gate = gates.new()
     blocked = svc.submit(event("block", gate))  # waits until cancelled
@@ -397,7 +288,7 @@ def test_full_queue_rejects_with_capacity_and_stop_without_drain_releases_it(
     assert svc.status().counters.dropped == 2
 
 
-def test_blocking_submit_waits_for_room(start: Start, gates: Gates, background: Any) -> None:
+def test_blocking_submit_waits_for_room(start: Start, gates: BackendGates, background: Any) -> None:
     svc = start(queue_size=1)
     gate = gates.new()
     held = svc.submit(event("gate", gate))
@@ -407,15 +298,15 @@ def test_blocking_submit_waits_for_room(start: Start, gates: Gates, background: 
     with pytest.raises(errors.QueueFull):
         svc.submit(event("echo", "late"), block=True, timeout=0.2)
     assert time.monotonic() - began >= 0.2
-    waiting = background(svc.submit, event("echo", "waited"), block=True, timeout=HANG)
+    waiting = background(svc.submit, event("echo", "waited"), block=True, timeout=PROCESS_HANG)
     gate.open()
-    assert waiting.result(HANG).result(HANG) == "waited"
-    assert held.result(HANG) == "released"
+    assert waiting.result(PROCESS_HANG).result(PROCESS_HANG) == "waited"
+    assert held.result(PROCESS_HANG) == "released"
 
 
 # ------------------------------------------------------------- state errors
 def test_submit_to_a_ready_service_is_unavailable(host: PluginHost) -> None:
-    handle = host.add_service("svc", Scripted)
+    handle = host.add_service("svc", OpScripted)
     with pytest.raises(errors.ServiceUnavailable) as info:
         handle.submit(event("echo"))
     assert info.value.state is READY
@@ -423,7 +314,7 @@ def test_submit_to_a_ready_service_is_unavailable(host: PluginHost) -> None:
 
 def test_submit_to_a_stopped_service_is_service_stopped(start: Start) -> None:
     svc = start()
-    svc.stop(timeout=HANG)
+    svc.stop(timeout=PROCESS_HANG)
     with pytest.raises(errors.ServiceStopped) as info:
         svc.submit(event("echo"))
     assert info.value.state is STOPPED
@@ -454,7 +345,7 @@ def test_handler_exception_is_dispatch_failed_with_the_plugins_exception(start: 
 def test_fail_after_counts_consecutive_failures(start: Start) -> None:
     svc = start(fail_after=2)
     failure_of(svc.submit(event("raise", "one")))
-    assert svc.submit(event("echo", "ok")).result(HANG) == "ok"  # resets the count
+    assert svc.submit(event("echo", "ok")).result(PROCESS_HANG) == "ok"  # resets the count
     failure_of(svc.submit(event("raise", "two")))
     assert svc.state is RUNNING
     tripping = event("raise", "three")
@@ -470,7 +361,7 @@ def test_fail_after_none_isolates_failures(start: Start) -> None:
     svc = start(fail_after=None)
     for n in range(3):
         failure_of(svc.submit(event("raise", n)))
-    assert svc.submit(event("echo", "still here")).result(HANG) == "still here"
+    assert svc.submit(event("echo", "still here")).result(PROCESS_HANG) == "still here"
     assert svc.status().counters.failed == 3
 
 
@@ -485,44 +376,44 @@ def test_system_exit_in_a_handler_is_an_isolated_failure(start: Start) -> None:
 
 # --------------------------------------------------------------- timeouts
 def test_dispatch_timeout_at_the_deadline_cancels_the_context(start: Start) -> None:
-    svc = start(dispatch_timeout=TIMEOUT, fail_after=None, cancel_grace=HANG)
+    svc = start(dispatch_timeout=TIMEOUT, fail_after=None, cancel_grace=PROCESS_HANG)
     began = time.monotonic()
-    error = failure_of(svc.submit(event("wait", HANG)))
+    error = failure_of(svc.submit(event("wait", PROCESS_HANG)))
     late = time.monotonic() - began
     assert isinstance(error, errors.DispatchTimeout)
     assert error.timeout == TIMEOUT
     assert TIMEOUT <= late < TIMEOUT + LATE
     # The handler returned early from ctx.wait() and saw ctx.cancelled True.
-    assert svc.submit(event("report")).result(HANG) == [True]
+    assert svc.submit(event("report")).result(PROCESS_HANG) == [True]
     counters = svc.status().counters
     assert (counters.timed_out, counters.succeeded) == (1, 1)
 
 
 def test_uncooperative_handler_times_out_but_returns_before_the_next_event(start: Start
                                                                             ) -> None:
-    svc = start(dispatch_timeout=TIMEOUT, fail_after=None, cancel_grace=HANG)
+    svc = start(dispatch_timeout=TIMEOUT, fail_after=None, cancel_grace=PROCESS_HANG)
     timed_out = svc.submit(event("sleep", TIMEOUT + 1.0))
     after = svc.submit(event("report"))
     assert isinstance(failure_of(timed_out), errors.DispatchTimeout)
     status = svc.status()
     assert status.overdue and status.in_flight == 0
     # Serial dispatch: "report" ran only once the sleeper returned, cancelled.
-    assert after.result(HANG) == [True]
+    assert after.result(PROCESS_HANG) == [True]
 
 
 def test_handler_ignoring_cancellation_past_grace_fails_the_service(start: Start) -> None:
     svc = start(dispatch_timeout=TIMEOUT, cancel_grace=TIMEOUT, fail_after=None)
     assert isinstance(failure_of(svc.submit(event("sleep", 2.0))), errors.DispatchTimeout)
-    assert svc.wait_for(FAILED, HANG)
+    assert svc.wait_for(FAILED, PROCESS_HANG)
     failure = svc.status().failure
     assert failure is not None and failure.kind is DiagnosticKind.SERVICE_FAILED
     assert "ignored cancellation" in failure.message
 
 
 def test_fail_after_trips_on_a_timeout(start: Start) -> None:
-    svc = start(dispatch_timeout=TIMEOUT, fail_after=1, cancel_grace=HANG)
-    assert isinstance(failure_of(svc.submit(event("wait", HANG))), errors.DispatchTimeout)
-    assert svc.wait_for(FAILED, HANG)
+    svc = start(dispatch_timeout=TIMEOUT, fail_after=1, cancel_grace=PROCESS_HANG)
+    assert isinstance(failure_of(svc.submit(event("wait", PROCESS_HANG))), errors.DispatchTimeout)
+    assert svc.wait_for(FAILED, PROCESS_HANG)
     failure = svc.status().failure
     assert failure is not None and failure.kind is DiagnosticKind.DISPATCH_TIMEOUT
 
@@ -531,7 +422,7 @@ def test_fail_after_trips_on_a_timeout(start: Start) -> None:
 def test_retry_redelivers_with_the_attempt_incremented(start: Start) -> None:
     svc = start(retry=RetryPolicy(max_attempts=3, backoff=0.01, max_backoff=0.05))
     sent = event("fail_before", 3)
-    assert svc.submit(sent).result(HANG) == 3
+    assert svc.submit(sent).result(PROCESS_HANG) == 3
     counters = svc.status().counters
     assert (counters.retried, counters.succeeded, counters.failed) == (2, 1, 0)
 
@@ -551,62 +442,62 @@ def test_retry_exhausted_fails_with_the_last_attempt(host: PluginHost, start: St
 
 def test_restart_policy_brings_the_service_back(backend: str, start: Start) -> None:
     svc = start(restart=RestartPolicy(max_restarts=1, backoff=0.1))
-    first_pid = svc.submit(event("pid")).result(HANG)
+    first_pid = svc.submit(event("pid")).result(PROCESS_HANG)
     failure_of(svc.submit(event("raise", "bad")))
-    assert svc.wait_for(RUNNING, HANG)
-    second_pid = svc.submit(event("pid")).result(HANG)
+    assert svc.wait_for(RUNNING, PROCESS_HANG)
+    second_pid = svc.submit(event("pid")).result(PROCESS_HANG)
     if backend == "ray":
         assert second_pid != first_pid  # a fresh actor process
     else:
         assert second_pid == first_pid == os.getpid()
-    assert svc.submit(event("count")).result(HANG) == 2  # a fresh instance
+    assert svc.submit(event("count")).result(PROCESS_HANG) == 2  # a fresh instance
     assert svc.status().restarts == 1
 
 
 @differs_on_ray("each life's actor gets its own pickled copy of the registered "
                 "instance, so what one life changed is gone in the next")
 def test_plugin_instance_keeps_its_state_across_restart(start: Start) -> None:
-    svc = start(Scripted())
-    assert svc.submit(event("count")).result(HANG) == 1
-    svc.stop(timeout=HANG)
-    svc.restart(timeout=HANG)
-    assert svc.submit(event("count")).result(HANG) == 2
+    svc = start(OpScripted())
+    assert svc.submit(event("count")).result(PROCESS_HANG) == 1
+    svc.stop(timeout=PROCESS_HANG)
+    svc.restart(timeout=PROCESS_HANG)
+    assert svc.submit(event("count")).result(PROCESS_HANG) == 2
 
 
 # ------------------------------------------------------------------- stop
-def test_stop_with_drain_delivers_queued_events(start: Start, gates: Gates,
+def test_stop_with_drain_delivers_queued_events(start: Start, gates: BackendGates,
                                                 background: Any) -> None:
     svc = start()
     gate = gates.new()
     held = svc.submit(event("gate", gate))
     assert gate.entered()
     queued = [svc.submit(event("echo", n)) for n in range(3)]
-    stopping = background(svc.stop, drain=True, timeout=HANG)
-    assert svc.wait_for(STOPPING, HANG)
+    stopping = background(svc.stop, drain=True, timeout=PROCESS_HANG)
+    assert svc.wait_for(STOPPING, PROCESS_HANG)
     with pytest.raises(errors.ServiceStopped) as info:
         svc.submit(event("echo", "late"))
     assert info.value.state is STOPPING
     gate.open()
-    assert stopping.result(HANG).state is STOPPED
-    assert held.result(HANG) == "released"
-    assert [future.result(HANG) for future in queued] == [0, 1, 2]
+    assert stopping.result(PROCESS_HANG).state is STOPPED
+    assert held.result(PROCESS_HANG) == "released"
+    assert [future.result(PROCESS_HANG) for future in queued] == [0, 1, 2]
     counters = svc.status().counters
     assert (counters.succeeded, counters.dropped) == (4, 0)
 
 
 def test_stop_without_drain_drops_queued_events(host: PluginHost, start: Start,
-                                                gates: Gates, background: Any) -> None:
+                                                gates: BackendGates, background: Any) -> None:
     svc = start()
     gate = gates.new()
     held = svc.submit(event("gate", gate))
     assert gate.entered()
     queued = [svc.submit(event("echo", n)) for n in range(3)]
-    stopping = background(svc.stop, drain=False, timeout=HANG)
+    stopping = background(svc.stop, drain=False, timeout=PROCESS_HANG)
     for future in queued:
         assert isinstance(failure_of(future), errors.ServiceStopped)
     gate.open()
-    assert stopping.result(HANG).state is STOPPED
-    assert held.result(HANG) == "released"
+    assert stopping.result(PROCESS_HANG).state is STOPPED
+    assert held.result(PROCESS_HANG) == "released"
     assert svc.status().counters.dropped == 3
     letters = host.dead_letters()
     assert [letter.diagnostic.kind for letter in letters] == [
@@ -616,19 +507,19 @@ def test_stop_without_drain_drops_queued_events(host: PluginHost, start: Start,
 
 
 def test_handler_cancelled_by_the_stop_bound_resolves_with_its_value(start: Start,
-                                                                     gates: Gates) -> None:
+                                                                     gates: BackendGates) -> None:
     svc = start(fail_after=None)
     gate = gates.new()
     blocked = svc.submit(event("block", gate))
     assert gate.entered()
     svc.stop(drain=False, timeout=TIMEOUT)
-    assert blocked.result(HANG) == "woke"
+    assert blocked.result(PROCESS_HANG) == "woke"
 
 
 # ------------------------------------------------------------ diagnostics
 def test_status_to_dict_is_json_with_plugin_status(host: PluginHost, start: Start) -> None:
     svc = start(fail_after=None)
-    assert svc.submit(event("echo", 1)).result(HANG) == 1
+    assert svc.submit(event("echo", 1)).result(PROCESS_HANG) == 1
     failure_of(svc.submit(event("raise", "token=hunter2")))
     snapshot = json.loads(json.dumps(host.status().to_dict()))
     mine = snapshot["services"]["svc"]
@@ -641,11 +532,11 @@ def test_status_to_dict_is_json_with_plugin_status(host: PluginHost, start: Star
 
 def test_plugin_status_is_none_when_the_plugins_status_raises(start: Start) -> None:
     svc = start(BrokenStatus)
-    assert svc.submit(event("echo", 1)).result(HANG) == 1
+    assert svc.submit(event("echo", 1)).result(PROCESS_HANG) == 1
     assert svc.status().plugin_status is None
 
 
-def test_status_answers_while_a_handler_runs(start: Start, gates: Gates) -> None:
+def test_status_answers_while_a_handler_runs(start: Start, gates: BackendGates) -> None:
     svc = start()
     gate = gates.new()
     held = svc.submit(event("gate", gate))
@@ -656,18 +547,18 @@ def test_status_answers_while_a_handler_runs(start: Start, gates: Gates) -> None
     assert status.in_flight == 1
     assert status.plugin_status is not None and status.plugin_status["handled"] == 1
     gate.open()
-    assert held.result(HANG) == "released"
+    assert held.result(PROCESS_HANG) == "released"
 
 
 def test_failed_timed_out_and_dropped_events_become_dead_letters(
         host: PluginHost, start: Start) -> None:
-    svc = start(dispatch_timeout=TIMEOUT, fail_after=1, cancel_grace=HANG)
+    svc = start(dispatch_timeout=TIMEOUT, fail_after=1, cancel_grace=PROCESS_HANG)
     isolated = start(name="isolated", fail_after=None)
     failed = event("raise", "bad")
     failure_of(isolated.submit(failed))
-    timed_out = event("wait", HANG)
+    timed_out = event("wait", PROCESS_HANG)
     failure_of(svc.submit(timed_out))
-    assert svc.wait_for(FAILED, HANG)
+    assert svc.wait_for(FAILED, PROCESS_HANG)
     kinds = {letter.event.correlation_id: letter.diagnostic.kind
              for letter in host.dead_letters()}
     assert kinds == {failed.correlation_id: DiagnosticKind.DISPATCH_FAILED,
@@ -680,24 +571,24 @@ def test_close_drains_stops_every_service_and_refuses_more(backend: str,
                                                            start: Start) -> None:
     first, second = start(name="first"), start(name="second")
     pending = first.submit(event("echo", "drained"))
-    host.close(timeout=HANG)
-    assert pending.result(HANG) == "drained"
+    host.close(timeout=PROCESS_HANG)
+    assert pending.result(PROCESS_HANG) == "drained"
     assert (first.state, second.state) == (STOPPED, STOPPED)
     with pytest.raises(errors.ServiceStopped):
         first.submit(event("echo"))
     with pytest.raises(errors.HostClosed):
-        host.add_service("third", Scripted)
+        host.add_service("third", OpScripted)
     if backend == "ray":  # a Ray instance the backend did not start outlives the host
         assert sys.modules["ray"].is_initialized()
 
 
 def test_invariants_hold_after_a_mix_of_outcomes(host: PluginHost, start: Start) -> None:
     svc = start(queue_size=64, dispatch_timeout=TIMEOUT, fail_after=None,
-                cancel_grace=HANG)
+                cancel_grace=PROCESS_HANG)
     futures = [svc.submit(event(op, arg)) for op, arg in [
-        ("echo", 1), ("raise", "x"), ("wait", HANG), ("count", None), ("echo", 2)]]
+        ("echo", 1), ("raise", "x"), ("wait", PROCESS_HANG), ("count", None), ("echo", 2)]]
     for future in futures:
-        future.exception(HANG)
+        future.exception(PROCESS_HANG)
     status = svc.status()
     assert_invariants(status)
     counters = status.counters

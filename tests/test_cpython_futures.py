@@ -58,7 +58,8 @@ from types import SimpleNamespace
 from typing import Any, Callable, Optional
 
 import pytest
-from conftest import HANG, Hold, Scripted, event
+from support.doubles import Hold, Scripted, event
+from support.timing import HANG
 
 from plugin_service import IngressEvent, PluginHost, errors
 from plugin_service._future import DispatchFuture, GuardedFuture

@@ -12,7 +12,8 @@ import textwrap
 import uuid
 
 import pytest
-from _tool_doubles import HANG, event, make_host  # noqa: F401  (make_host is a fixture)
+from support.doubles import event
+from support.timing import HANG
 
 from plugin_service import DiagnosticKind, LifecycleState, LoadReport, errors
 
@@ -22,7 +23,7 @@ MODULE = '''\
 from plugin_service import Ingress, ServicePlugin, ToolPlugin
 
 
-class EchoService(ServicePlugin):
+class LoadedService(ServicePlugin):
     ingresses = [Ingress("in")]
 
     def handle_ingress(self, event, ctx):
@@ -57,7 +58,7 @@ not_a_plugin = 42
 # Broken entries come first and between the good ones: they must not stop the rest.
 ENTRY_POINTS = '''\
 missing = no_such_module_{token}:thing
-echo = {module}:EchoService
+echo = {module}:LoadedService
 bogus = {module}:not_a_plugin
 shout = {module}:Shout
 adder = {module}:adder

@@ -5,7 +5,9 @@ import threading
 from concurrent.futures import Future
 
 import pytest
-from conftest import FAILED, HANG, RUNNING, Echo, Factory, Raising, Recorder, event
+from support.doubles import Echo, Factory, Raising, Recorder, event
+from support.states import FAILED, RUNNING
+from support.timing import HANG
 
 from plugin_service import ServiceConfig, errors
 

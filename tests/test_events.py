@@ -6,7 +6,8 @@ import threading
 
 import attrs
 import pytest
-from conftest import HANG, INGRESS, Echo, event
+from support.doubles import INGRESS, Echo, event
+from support.timing import HANG
 
 from plugin_service import DiagnosticKind, Ingress, IngressEvent, errors
 
@@ -49,14 +50,14 @@ def test_event_fields_are_settable_by_keyword():
         "k", when, 2, "cid-1")
 
 
-class Strict(Echo):
+class Selective(Echo):
     """Accepts kind "order" from "shop" or "crm", with a dict payload."""
 
     ingresses = [Ingress(INGRESS, event_kinds=("order",), sources=("shop", "crm"),
                          validate=lambda payload: isinstance(payload, dict))]
 
 
-class Raises(Echo):
+class ValidatorRaises(Echo):
     ingresses = [Ingress(INGRESS, validate=lambda payload: payload["missing"])]
 
 
@@ -87,7 +88,7 @@ INVALID = [
 
 @pytest.fixture
 def strict(start_service):
-    return start_service("strict", Strict())
+    return start_service("strict", Selective())
 
 
 @pytest.mark.parametrize("make", INVALID)
@@ -109,7 +110,7 @@ def test_invalid_event_is_counted_recorded_and_not_enqueued(strict, make):
 
 
 def test_validate_raising_makes_event_invalid(start_service):
-    handle = start_service("svc", Raises())
+    handle = start_service("svc", ValidatorRaises())
     with pytest.raises(errors.InvalidEvent):
         handle.submit(event({"other": 1}))
     assert handle.status().counters.rejected == 1
@@ -133,7 +134,7 @@ def test_aware_non_utc_created_at_is_accepted(start_service):
 
 
 def test_rejected_invalid_event_never_reaches_handler(start_service):
-    plugin = Strict()
+    plugin = Selective()
     handle = start_service("svc", plugin)
     with pytest.raises(errors.InvalidEvent):
         handle.submit(_good(kind="refund"))
@@ -174,7 +175,7 @@ def test_state_is_checked_before_validation(host):
 
 
 def test_state_and_validation_rejections_both_count(host):
-    handle = host.add_service("svc", Strict())
+    handle = host.add_service("svc", Selective())
     with pytest.raises(errors.ServiceUnavailable):
         handle.submit(_good(kind="refund"))
     handle.start(timeout=HANG)

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
-from conftest import HANG, INGRESS, Raising, Recorder, event
 from loguru import logger
+from support.doubles import INGRESS, Raising, Recorder, event
+from support.timing import HANG
 
 from plugin_service import Ingress, IngressEvent, ServicePlugin, errors
 
@@ -391,14 +392,14 @@ class StrInterrupts(Exception):
 
 def test_validate_exception_whose_str_raises_keyboard_interrupt_is_invalid_event(
         start_service):
-    class Raises(Validates):
+    class ValidatorInterrupts(Validates):
         def __init__(self) -> None:
             def validate(payload: Any) -> bool:
                 raise StrInterrupts()
 
             self.ingresses = [Ingress(INGRESS, validate=validate)]
 
-    handle = start_service("svc", Raises())
+    handle = start_service("svc", ValidatorInterrupts())
     with pytest.raises(errors.InvalidEvent) as raised:
         handle.submit(event())
     assert raised.value.reason == "validate raised StrInterrupts: <unprintable StrInterrupts>"

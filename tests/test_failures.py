@@ -2,18 +2,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import (
-    FAILED,
-    HANG,
-    RUNNING,
-    Echo,
-    Factory,
-    Hold,
-    Raising,
-    Scripted,
-    event,
-    outcome,
-)
+from support.checks import outcome
+from support.doubles import Echo, Factory, Hold, Raising, Scripted, event
+from support.states import FAILED, RUNNING
+from support.timing import HANG
 
 from plugin_service import DiagnosticKind, RestartPolicy, ServiceConfig, errors
 

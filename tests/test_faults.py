@@ -24,7 +24,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 import attrs
 import pytest
-from conftest import FAILED, HANG, RUNNING, STOPPED, STOPPING, assert_invariants
+from support.checks import assert_invariants
+from support.states import FAILED, RUNNING, STOPPED, STOPPING
+from support.timing import HANG
 
 from plugin_service import (
     DiagnosticKind,

@@ -17,7 +17,9 @@ import threading
 from typing import Any, Callable, Dict, List
 
 import pytest
-from conftest import HANG, Blocking, Echo, assert_invariants, event
+from support.checks import assert_invariants
+from support.doubles import Blocking, Echo, event
+from support.timing import HANG
 
 import plugin_service._context as _context
 import plugin_service._future as _future

@@ -12,14 +12,14 @@ import threading
 from typing import Any, Callable, List
 
 import pytest
+from support.timing import HANG
 
 from plugin_service import Ingress, IngressEvent, PluginHost, ServiceConfig, ServicePlugin
 
-HANG = 5.0
 ROUNDS = 300
 
 
-class Gated(ServicePlugin):
+class AtBarrier(ServicePlugin):
     """Each handler waits for the test's barrier, so its return races the waiters."""
 
     ingresses = [Ingress("in")]
@@ -70,7 +70,7 @@ def _waiters(future: Any, seen: List[str], lock: threading.Lock
 
 @pytest.mark.parametrize("payload", ["value", "raise"])
 def test_every_waiter_wakes_when_settling_races_condition_creation(payload: str) -> None:
-    plugin = Gated()
+    plugin = AtBarrier()
     with PluginHost() as host:
         handle = host.add_service("race", plugin, ServiceConfig(fail_after=None))
         handle.start(timeout=HANG)
@@ -95,7 +95,7 @@ def test_every_waiter_wakes_when_settling_races_condition_creation(payload: str)
 
 
 def test_a_future_settled_before_anyone_waited_answers_without_a_condition() -> None:
-    plugin = Gated()
+    plugin = AtBarrier()
     plugin.barrier = threading.Barrier(1)
     with PluginHost() as host:
         handle = host.add_service("early", plugin)

@@ -19,8 +19,11 @@ from concurrent.futures import (
 )
 
 import pytest
-from conftest import HANG, INGRESS, RUNNING, STOPPED, assert_invariants, event, outcome
 from loguru import logger
+from support.checks import assert_invariants, outcome
+from support.doubles import INGRESS, event
+from support.states import RUNNING, STOPPED
+from support.timing import HANG
 
 from plugin_service import DiagnosticKind, DispatchFuture, Ingress, ServicePlugin, errors
 

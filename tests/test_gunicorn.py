@@ -25,7 +25,7 @@ from types import SimpleNamespace
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
-from conftest import HANG
+from support.timing import HANG
 
 from plugin_service import PluginHost, errors
 from plugin_service.integrations.gunicorn import QUICK_SHUTDOWN, WorkerHost
@@ -169,7 +169,7 @@ def gunicorn(tmp_path):
 # ------------------------------------------------------------ the real server
 @pytest.mark.timeout(180)
 def test_with_worker_host_every_accepted_event_is_handled_exactly_once(gunicorn):
-    server = gunicorn("-c", "_gunicorn_conf.py", "_gunicorn_apps:app")
+    server = gunicorn("-c", "support/gunicorn_conf.py", "support.gunicorn_apps:app")
     answers = server.post_many(REQUESTS)
     # Every handler waits for worker_exit: all these events are queued right now.
     assert server.stop() == 0
@@ -186,7 +186,7 @@ def test_with_worker_host_every_accepted_event_is_handled_exactly_once(gunicorn)
 
 @pytest.mark.timeout(180)
 def test_a_host_started_at_import_answers_host_forked_never_202(gunicorn):
-    server = gunicorn("_gunicorn_misuse:app")
+    server = gunicorn("support.gunicorn_misuse:app")
     answers = server.post_many(REQUESTS)
     assert server.stop() == 0
     for status, body in answers:

@@ -5,18 +5,9 @@ import json
 import threading
 
 import pytest
-from _tool_doubles import (  # noqa: F401  (make_host, make_gate are fixtures)
-    HANG,
-    SHORT,
-    EchoService,
-    FailingService,
-    GatedService,
-    Upper,
-    event,
-    make_gate,
-    make_host,
-    raising_tool,
-)
+from support.doubles import EchoService, FailingService, GatedService, event
+from support.timing import HANG, SHORT
+from support.tools import Upper, raising_tool
 
 from plugin_service import (
     HostStatus,

@@ -13,18 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, List
 
 import pytest
-from conftest import (
-    FAILED,
-    HANG,
-    INGRESS,
-    RUNNING,
-    STOPPED,
-    Blocking,
-    Factory,
-    Recorder,
-    assert_invariants,
-    event,
-)
+from support.checks import assert_invariants
+from support.doubles import INGRESS, Blocking, Factory, Recorder, event
+from support.states import FAILED, RUNNING, STOPPED
+from support.timing import HANG
 
 from plugin_service import (
     DiagnosticKind,
@@ -497,7 +489,7 @@ def test_restart_of_a_shared_instance_waits_for_its_cleanup(start_service, gates
 
 
 def test_a_failed_start_or_stop_gets_no_cleanup(start_service, host):
-    class FailingStart(Resource):
+    class UnstartableResource(Resource):
         def start(self) -> None:
             super().start()
             raise RuntimeError("no start")
@@ -505,7 +497,7 @@ def test_a_failed_start_or_stop_gets_no_cleanup(start_service, host):
         def on_failure(self, diagnostic: Any) -> None:
             self.released.append("on_failure")
 
-    plugin = FailingStart()
+    plugin = UnstartableResource()
     svc = host.add_service("svc", plugin)
     with pytest.raises(errors.ServiceFailed):
         svc.start(timeout=HANG)

@@ -6,16 +6,9 @@ gate is still closed; HANG only bounds a hang, nothing here measures time.
 from __future__ import annotations
 
 import pytest
-from _tool_doubles import (  # noqa: F401  (make_host, make_gate are fixtures)
-    HANG,
-    EchoService,
-    GatedService,
-    Upper,
-    event,
-    make_gate,
-    make_host,
-    raising_tool,
-)
+from support.doubles import EchoService, GatedService, event
+from support.timing import HANG
+from support.tools import Upper, raising_tool
 
 from plugin_service import ServiceConfig, errors
 

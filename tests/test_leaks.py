@@ -8,6 +8,7 @@ import threading
 import tracemalloc
 
 import pytest
+from support.timing import HANG
 
 from plugin_service import (
     Ingress,
@@ -20,8 +21,6 @@ from plugin_service import (
     errors,
 )
 
-#: A bound that only catches a hang.
-HANG = 10.0
 INGRESS = "in"
 HOSTS = 200
 WARM_UP = 20

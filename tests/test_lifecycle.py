@@ -5,20 +5,9 @@ import threading
 import time
 
 import pytest
-from conftest import (
-    FAILED,
-    HANG,
-    READY,
-    RUNNING,
-    STARTING,
-    STOPPED,
-    BlockingStart,
-    Echo,
-    FailingStart,
-    Raising,
-    Recorder,
-    event,
-)
+from support.doubles import BlockingStart, Echo, FailingStart, Raising, Recorder, event
+from support.states import FAILED, READY, RUNNING, STARTING, STOPPED
+from support.timing import HANG
 
 from plugin_service import (
     DiagnosticKind,

@@ -7,8 +7,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import HANG, RUNNING, Factory, Raising, Scripted, event, outcome
 from loguru import logger
+from support.checks import outcome
+from support.doubles import Factory, Raising, Scripted, event
+from support.states import RUNNING
+from support.timing import HANG
 
 from plugin_service import RestartPolicy, ServiceConfig
 
@@ -43,14 +46,14 @@ def test_logging_is_disabled_at_import():
         logger.add(lambda m: records.append(m.record), level=0)
         from plugin_service import Ingress, IngressEvent, PluginHost, ServicePlugin
 
-        class Boom(ServicePlugin):
+        class AlwaysRaises(ServicePlugin):
             ingresses = [Ingress("in")]
             def handle_ingress(self, event, ctx):
                 raise ValueError("boom")
 
         def run():
             with PluginHost() as host:
-                handle = host.add_service("svc", Boom())
+                handle = host.add_service("svc", AlwaysRaises())
                 handle.start(timeout=5)
                 handle.submit(IngressEvent("in", "t")).exception(timeout=5)
             return len([r for r in records if r["name"].startswith("plugin_service")])

@@ -22,7 +22,6 @@ import time
 from typing import Any, List, Optional, Tuple
 
 import pytest
-from conftest import FAILED, HANG, READY, RUNNING, STOPPED, assert_invariants
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -32,6 +31,9 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from support.checks import assert_invariants
+from support.states import FAILED, READY, RUNNING, STOPPED
+from support.timing import HANG
 
 from plugin_service import Ingress, IngressEvent, PluginHost, ServiceConfig, ServicePlugin, errors
 
@@ -91,7 +93,7 @@ class Built:
         return ModelPlugin()
 
 
-class Accepted:
+class TrackedEvent:
     """An accepted event: its future, kind, number, and how often it resolved
     (done-callbacks run just after waiters wake, hence the ``resolved`` event)."""
 
@@ -134,8 +136,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         # The model.
         self.state = READY
         self.consecutive = 0  # consecutive failed/timed-out events of this life
-        self.pending: List[Accepted] = []  # accepted, outcome not checked yet
-        self.accepted: List[Accepted] = []
+        self.pending: List[TrackedEvent] = []  # accepted, outcome not checked yet
+        self.accepted: List[TrackedEvent] = []
         self.numbers = 0
         self.lives = 0
         self.restarts = 0
@@ -154,7 +156,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.numbers += 1
         return IngressEvent(ingress, "model", (kind, self.numbers)), self.numbers
 
-    def _check_natural(self, accepted: Accepted, error: Optional[BaseException]) -> None:
+    def _check_natural(self, accepted: TrackedEvent, error: Optional[BaseException]) -> None:
         """The outcome of an event that was handled, and its counters."""
         if accepted.kind == OK:
             assert error is None, (accepted.kind, error)
@@ -330,7 +332,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             self._accept(self.handle.submit(event), kind, n)
 
     def _accept(self, future: Any, kind: str, n: int) -> None:
-        accepted = Accepted(future, kind, n)
+        accepted = TrackedEvent(future, kind, n)
         self.pending.append(accepted)
         self.accepted.append(accepted)
         self.enqueued += 1

@@ -2,19 +2,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import (
-    FAILED,
-    HANG,
-    READY,
-    STARTING,
-    STOPPED,
-    STOPPING,
-    Blocking,
-    BlockingStart,
-    Echo,
-    Raising,
-    event,
-)
+from support.doubles import Blocking, BlockingStart, Echo, Raising, event
+from support.states import FAILED, READY, STARTING, STOPPED, STOPPING
+from support.timing import HANG
 
 from plugin_service import DiagnosticKind, DispatchFuture, errors
 

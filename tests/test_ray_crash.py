@@ -1,88 +1,49 @@
 """What only the Ray backend can meet: a plugin process that dies, values that cannot
 cross the process boundary, and tools run as Ray tasks.
 
-Every test runs on the session's Ray instance (``ray_session`` from
-``test_contract``; skipped without Ray) with a fresh ``PluginHost(backend=
+Every test runs on the session's Ray instance (``ray_session`` in
+``conftest.py``; skipped without Ray) with a fresh ``PluginHost(backend=
 RayBackend())``; the ``host`` fixture checks the accounting invariants of every
 service before and after closing it.
 """
 from __future__ import annotations
 
 import os
-import select
 import threading
-from typing import Any, Iterator
 
 import pytest
-from _contract_plugins import (
-    HANG,
+from support.backends import TIMEOUT, BackendGates, exits_within, failure_of, started
+from support.contract import (
     ExitOnStart,
     HoldsLock,
     OddError,
-    Scripted,
     event,
     tool_pid,
     tool_raise,
     tool_wait,
     tool_wait_then_arrive,
 )
-from test_contract import (  # noqa: F401 - ray_session is a fixture
-    TIMEOUT,
-    Gates,
-    RaySession,
-    checked_host,
-    failure_of,
-    ray_session,
-)
+from support.states import FAILED, RUNNING
+from support.timing import PROCESS_HANG
 
 from plugin_service import (
     DiagnosticKind,
-    LifecycleState,
     PluginHost,
-    RayBackend,
     RestartPolicy,
     ServiceConfig,
-    ServiceHandle,
     errors,
 )
 
-RUNNING = LifecycleState.RUNNING
-FAILED = LifecycleState.FAILED
+
+# Every test here runs on Ray: ``host`` and ``gates`` are the Ray ones (conftest.py).
+@pytest.fixture
+def gates(ray_gates: BackendGates) -> BackendGates:
+    return ray_gates
 
 
 @pytest.fixture
-def gates(ray_session: RaySession) -> Iterator[Gates]:
-    """Gates across processes; all are opened at teardown."""
-    made = Gates(ray_session)
-    try:
-        yield made
-    finally:
-        made.open_all()
-
-
-@pytest.fixture
-def host(ray_session: RaySession, gates: Gates) -> Iterator[PluginHost]:
-    with checked_host(RayBackend(), gates) as plugin_host:
-        yield plugin_host
-
-
-def started(host: PluginHost, plugin: Any = Scripted, **config: Any) -> ServiceHandle:
-    handle = host.add_service("svc", plugin, ServiceConfig(**config))
-    handle.start(timeout=HANG)
-    return handle
-
-
-def exits_within(pid: int, seconds: float) -> bool:
-    """Whether process ``pid`` ends within ``seconds`` (waits on a pidfd, no polling)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        readable, _, _ = select.select([fd], [], [], seconds)
-        return bool(readable)
-    finally:
-        os.close(fd)
+def host(ray_host: PluginHost) -> PluginHost:
+    return ray_host
 
 
 # ------------------------------------------------------------ process crash
@@ -100,7 +61,7 @@ def test_handler_killing_its_process_fails_the_event_and_the_service(host: Plugi
 
 
 def test_queued_events_are_dropped_with_service_failed_without_a_restart_policy(
-        host: PluginHost, gates: Gates) -> None:
+        host: PluginHost, gates: BackendGates) -> None:
     svc = started(host)
     gate = gates.new()
     crashing = svc.submit(event("gate_exit", gate))
@@ -117,16 +78,16 @@ def test_queued_events_are_dropped_with_service_failed_without_a_restart_policy(
 
 
 def test_restart_policy_brings_up_a_fresh_actor_that_serves_the_queued_events(
-        host: PluginHost, gates: Gates) -> None:
+        host: PluginHost, gates: BackendGates) -> None:
     svc = started(host, restart=RestartPolicy(max_restarts=1, backoff=0.1))
-    first_pid = svc.submit(event("pid")).result(HANG)
+    first_pid = svc.submit(event("pid")).result(PROCESS_HANG)
     gate = gates.new()
     crashing = svc.submit(event("gate_exit", gate))
     assert gate.entered()
     queued = [svc.submit(event("pid")) for _ in range(3)]
     gate.open()
     assert isinstance(failure_of(crashing).__cause__, errors.PluginCrashed)
-    pids = {future.result(HANG) for future in queued}
+    pids = {future.result(PROCESS_HANG) for future in queued}
     assert len(pids) == 1 and first_pid not in pids and os.getpid() not in pids
     status = svc.status()
     assert (status.state, status.restarts, status.failure) == (RUNNING, 1, None)
@@ -137,7 +98,7 @@ def test_start_killing_its_process_fails_the_start(host: PluginHost) -> None:
     handle = host.add_service("svc", ExitOnStart,
                               ServiceConfig(restart=RestartPolicy(backoff=0.1)))
     with pytest.raises(errors.ServiceFailed, match="PluginCrashed"):
-        handle.start(timeout=HANG)
+        handle.start(timeout=PROCESS_HANG)
     status = handle.status()
     assert status.state is FAILED
     assert status.failure is not None and status.failure.kind is DiagnosticKind.SERVICE_FAILED
@@ -146,9 +107,9 @@ def test_start_killing_its_process_fails_the_start(host: PluginHost) -> None:
 
 def test_stuck_handler_actor_is_killed_after_cancel_grace(host: PluginHost) -> None:
     svc = started(host, dispatch_timeout=TIMEOUT, cancel_grace=TIMEOUT)
-    pid = svc.submit(event("pid")).result(HANG)
+    pid = svc.submit(event("pid")).result(PROCESS_HANG)
     assert isinstance(failure_of(svc.submit(event("sleep", 4.0))), errors.DispatchTimeout)
-    assert svc.wait_for(FAILED, HANG)
+    assert svc.wait_for(FAILED, PROCESS_HANG)
     failure = svc.status().failure
     assert failure is not None and "ignored cancellation" in failure.message
     assert exits_within(pid, 2.0)  # killed at the grace, long before its sleep ends
@@ -157,10 +118,10 @@ def test_stuck_handler_actor_is_killed_after_cancel_grace(host: PluginHost) -> N
 def test_restart_after_a_stuck_handler_gets_a_fresh_actor(host: PluginHost) -> None:
     svc = started(host, dispatch_timeout=TIMEOUT, cancel_grace=TIMEOUT,
                   restart=RestartPolicy(max_restarts=1, backoff=0.1))
-    pid = svc.submit(event("pid")).result(HANG)
+    pid = svc.submit(event("pid")).result(PROCESS_HANG)
     assert isinstance(failure_of(svc.submit(event("sleep", 4.0))), errors.DispatchTimeout)
-    assert svc.wait_for(FAILED, HANG) and svc.wait_for(RUNNING, HANG)
-    assert svc.submit(event("pid")).result(HANG) != pid
+    assert svc.wait_for(FAILED, PROCESS_HANG) and svc.wait_for(RUNNING, PROCESS_HANG)
+    assert svc.submit(event("pid")).result(PROCESS_HANG) != pid
     assert svc.status().restarts == 1
 
 
@@ -173,7 +134,7 @@ def test_unpicklable_event_is_dispatch_failed_naming_the_pickling_error(host: Pl
     assert isinstance(error.__cause__, TypeError)
     assert "serialize" in str(error.__cause__)
     assert "lock" in str(error.__cause__)
-    assert svc.submit(event("count")).result(HANG) == 1  # the plugin never saw it
+    assert svc.submit(event("count")).result(PROCESS_HANG) == 1  # the plugin never saw it
 
 
 def test_unpicklable_result_is_dispatch_failed_naming_the_pickling_error(host: PluginHost
@@ -197,20 +158,20 @@ def test_exception_pickle_cannot_rebuild_is_still_dispatch_failed(host: PluginHo
 def test_unpicklable_plugin_instance_fails_its_start(host: PluginHost) -> None:
     handle = host.add_service("svc", HoldsLock())
     with pytest.raises(errors.ServiceFailed, match="pickle|serialize"):
-        handle.start(timeout=HANG)
+        handle.start(timeout=PROCESS_HANG)
     assert handle.state is FAILED
 
 
 # ------------------------------------------------------------ remote tools
 def test_remote_tool_runs_as_a_ray_task(host: PluginHost) -> None:
-    host.add_tool("where", tool_pid, remote=True, timeout=HANG)
+    host.add_tool("where", tool_pid, remote=True, timeout=PROCESS_HANG)
     request, pid = host.call_tool("where", "hello")
     assert request == "hello" and pid != os.getpid()
     assert host.status().tools["where"].counters.succeeded == 1
 
 
 def test_remote_tool_failure_is_tool_failed_with_the_cause(host: PluginHost) -> None:
-    host.add_tool("broken", tool_raise, remote=True, timeout=HANG)
+    host.add_tool("broken", tool_raise, remote=True, timeout=PROCESS_HANG)
     with pytest.raises(errors.ToolFailed) as info:
         host.call_tool("broken", "bad request")
     assert type(info.value.__cause__) is ValueError
@@ -226,7 +187,7 @@ def test_remote_tool_past_its_timeout_is_tool_timeout(host: PluginHost) -> None:
     assert host.status().tools["slow"].counters.timed_out == 1
 
 
-def test_remote_tool_sees_ctx_cancelled_at_its_deadline(host: PluginHost, gates: Gates) -> None:
+def test_remote_tool_sees_ctx_cancelled_at_its_deadline(host: PluginHost, gates: BackendGates) -> None:
     # A timeout the task surely starts within, even when Ray must start a worker.
     host.add_tool("slow", tool_wait_then_arrive, remote=True, timeout=3 * TIMEOUT)
     started, woke = gates.new(), gates.new()

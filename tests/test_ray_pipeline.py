@@ -18,20 +18,21 @@ import threading
 from typing import Any, List
 
 import pytest
-from _contract_plugins import HANG, event
-from test_contract import (  # noqa: F401 - ray_session is a fixture
+from support.backends import (
     TIMEOUT,
-    Gates,
+    BackendGates,
     RaySession,
     checked_host,
+    exits_within,
     failure_of,
-    ray_session,
+    started,
 )
-from test_ray_crash import exits_within, gates, host, started  # noqa: F401 - fixtures
+from support.contract import event
+from support.states import FAILED, RUNNING, STOPPED
+from support.timing import PROCESS_HANG
 
 from plugin_service import (
     DiagnosticKind,
-    LifecycleState,
     PluginHost,
     RayBackend,
     RetryPolicy,
@@ -39,12 +40,19 @@ from plugin_service import (
     errors,
 )
 
-RUNNING = LifecycleState.RUNNING
-STOPPED = LifecycleState.STOPPED
-FAILED = LifecycleState.FAILED
+
+# Every test here runs on Ray: ``host`` and ``gates`` are the Ray ones (conftest.py).
+@pytest.fixture
+def gates(ray_gates: BackendGates) -> BackendGates:
+    return ray_gates
 
 
-def behind_a_gate(svc: ServiceHandle, gates: Gates, *payloads: Any) -> List[Any]:
+@pytest.fixture
+def host(ray_host: PluginHost) -> PluginHost:
+    return ray_host
+
+
+def behind_a_gate(svc: ServiceHandle, gates: BackendGates, *payloads: Any) -> List[Any]:
     """Submit ``payloads`` while a gated event is in flight, then open the gate:
     the worker hands them to the actor together. Returns their futures."""
     gate = gates.new()
@@ -52,22 +60,22 @@ def behind_a_gate(svc: ServiceHandle, gates: Gates, *payloads: Any) -> List[Any]
     assert gate.entered()
     futures = [svc.submit(event(*payload)) for payload in payloads]
     gate.open()
-    assert held.result(HANG) == "released"
+    assert held.result(PROCESS_HANG) == "released"
     return futures
 
 
 def test_events_sent_ahead_run_one_at_a_time_in_submission_order(host: PluginHost,
-                                                                 gates: Gates) -> None:
+                                                                 gates: BackendGates) -> None:
     svc = started(host, queue_size=64)
     futures = behind_a_gate(svc, gates, *[("count",)] * 60)
-    # Scripted counts the events it handled: the gated one was the first.
-    assert [future.result(HANG) for future in futures] == list(range(2, 62))
+    # OpScripted counts the events it handled: the gated one was the first.
+    assert [future.result(PROCESS_HANG) for future in futures] == list(range(2, 62))
     status = svc.status()
     assert (status.counters.dispatched, status.counters.succeeded) == (61, 61)
 
 
 def test_an_event_handed_to_the_actor_can_no_longer_be_withdrawn(host: PluginHost,
-                                                                 gates: Gates) -> None:
+                                                                 gates: BackendGates) -> None:
     svc = started(host, dispatch_timeout=None)
     blocker = gates.new()
     first, *rest = behind_a_gate(svc, gates, ("block", blocker), ("echo", 1), ("echo", 2))
@@ -77,13 +85,13 @@ def test_an_event_handed_to_the_actor_can_no_longer_be_withdrawn(host: PluginHos
     pending = svc.submit(event("echo", 3))  # still in the host's queue
     assert pending.cancel()
     svc.stop(timeout=TIMEOUT)  # at the bound: the blocker cancelled, the rest dropped
-    assert first.result(HANG) == "woke"
+    assert first.result(PROCESS_HANG) == "woke"
     for future in rest:  # recalled from the actor unrun, as from the host's queue
         assert isinstance(failure_of(future), errors.ServiceStopped)
 
 
 def test_a_failure_that_fails_the_service_runs_nothing_sent_after_it(host: PluginHost,
-                                                                       gates: Gates) -> None:
+                                                                       gates: BackendGates) -> None:
     svc = started(host)  # fail_after=1
     failing, *after = behind_a_gate(svc, gates, ("raise", "boom"), ("count",), ("count",))
     assert isinstance(failure_of(failing), errors.DispatchFailed)
@@ -98,41 +106,41 @@ def test_a_failure_that_fails_the_service_runs_nothing_sent_after_it(host: Plugi
 
 
 def test_without_fail_after_a_failure_does_not_hold_up_the_events_behind_it(
-        host: PluginHost, gates: Gates) -> None:
+        host: PluginHost, gates: BackendGates) -> None:
     svc = started(host, fail_after=None)
     futures = behind_a_gate(svc, gates, ("raise", "boom"), ("count",), ("raise", "b"),
                             ("count",))
     assert isinstance(failure_of(futures[0]), errors.DispatchFailed)
-    assert futures[1].result(HANG) == 3
+    assert futures[1].result(PROCESS_HANG) == 3
     assert isinstance(failure_of(futures[2]), errors.DispatchFailed)
-    assert futures[3].result(HANG) == 5
+    assert futures[3].result(PROCESS_HANG) == 5
     assert svc.status().counters.failed == 2
 
 
 def test_a_retry_runs_before_the_events_sent_after_it(host: PluginHost,
-                                                      gates: Gates) -> None:
+                                                      gates: BackendGates) -> None:
     svc = started(host, retry=RetryPolicy(max_attempts=3, backoff=0.0))
     retried, after = behind_a_gate(svc, gates, ("fail_before", 2), ("count",))
-    assert retried.result(HANG) == 2  # its second attempt succeeded
+    assert retried.result(PROCESS_HANG) == 2  # its second attempt succeeded
     # gate (1), the failed attempt (2), the retry (3), then this one.
-    assert after.result(HANG) == 4
+    assert after.result(PROCESS_HANG) == 4
     assert svc.status().counters.retried == 1
 
 
 def test_a_timed_out_event_sends_the_ones_behind_it_again_in_order(host: PluginHost,
-                                                                   gates: Gates) -> None:
+                                                                   gates: BackendGates) -> None:
     svc = started(host, dispatch_timeout=TIMEOUT, fail_after=None)
     blocker = gates.new()
     late, *after = behind_a_gate(svc, gates, ("block", blocker), ("count",), ("count",))
     assert isinstance(failure_of(late), errors.DispatchTimeout)
     # Skipped when the timeout closed their batch, then handed over again.
-    assert [future.result(HANG) for future in after] == [3, 4]
-    report = svc.submit(event("report")).result(HANG)
+    assert [future.result(PROCESS_HANG) for future in after] == [3, 4]
+    report = svc.submit(event("report")).result(PROCESS_HANG)
     assert report == [False, True]  # the gate, then the blocker saw ctx.cancelled
 
 
 def test_stop_without_drain_recalls_what_was_sent_ahead(host: PluginHost,
-                                                        gates: Gates) -> None:
+                                                        gates: BackendGates) -> None:
     svc = started(host, dispatch_timeout=None)
     blocker = gates.new()
     running, *ahead = behind_a_gate(svc, gates, ("block", blocker), ("echo", 1), ("echo", 2))
@@ -144,14 +152,14 @@ def test_stop_without_drain_recalls_what_was_sent_ahead(host: PluginHost,
     stopping.start()
     for future in ahead:
         assert isinstance(failure_of(future), errors.ServiceStopped)
-    assert running.result(HANG) == "woke"  # cancelled at the stop bound, returned
-    stopping.join(HANG)
+    assert running.result(PROCESS_HANG) == "woke"  # cancelled at the stop bound, returned
+    stopping.join(PROCESS_HANG)
     assert done.is_set() and svc.state is STOPPED
     assert svc.status().counters.dropped == 2
 
 
 def test_pipeline_one_sends_one_event_at_a_time(ray_session: RaySession,
-                                                gates: Gates) -> None:
+                                                gates: BackendGates) -> None:
     with checked_host(RayBackend(pipeline=1), gates) as plugin_host:
         svc = started(plugin_host)
         blocker = gates.new()
@@ -159,7 +167,7 @@ def test_pipeline_one_sends_one_event_at_a_time(ray_session: RaySession,
         assert blocker.entered()
         assert second.cancel()  # never handed over while the first runs
         svc.stop(timeout=TIMEOUT)
-        assert first.result(HANG) == "woke"
+        assert first.result(PROCESS_HANG) == "woke"
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "4"])
@@ -174,41 +182,41 @@ def test_an_unpicklable_event_does_not_count_toward_fail_after(host: PluginHost)
     assert isinstance(error, errors.DispatchFailed)
     assert "could not be sent" in str(error)
     assert svc.state is RUNNING
-    assert svc.submit(event("count")).result(HANG) == 1
+    assert svc.submit(event("count")).result(PROCESS_HANG) == 1
 
 
 def test_stuck_handler_without_a_deadline_is_killed_after_the_stop_grace(
-        host: PluginHost, gates: Gates) -> None:
+        host: PluginHost, gates: BackendGates) -> None:
     svc = started(host, dispatch_timeout=None, cancel_grace=TIMEOUT)
-    pid = svc.submit(event("pid")).result(HANG)
+    pid = svc.submit(event("pid")).result(PROCESS_HANG)
     stuck = gates.new()  # "gate" ignores cancellation; nobody opens this one
     future = svc.submit(event("gate", stuck))
     assert stuck.entered()
     with pytest.raises(errors.ServiceFailed):
         svc.stop(timeout=TIMEOUT)
     assert isinstance(failure_of(future), errors.DispatchTimeout)
-    assert exits_within(pid, HANG)  # killed, although its gate never opened
+    assert exits_within(pid, PROCESS_HANG)  # killed, although its gate never opened
 
 
 def test_a_service_failed_by_its_events_cleans_up_and_ends_its_actor(
-        ray_session: RaySession, gates: Gates) -> None:
+        ray_session: RaySession, gates: BackendGates) -> None:
     with checked_host(RayBackend(), gates) as plugin_host:
         svc = started(plugin_host)
-        pid = svc.submit(event("pid")).result(HANG)
+        pid = svc.submit(event("pid")).result(PROCESS_HANG)
         assert pid != os.getpid()
         failure_of(svc.submit(event("raise", "boom")))
         assert svc.state is FAILED
-        # The plugin's cleanup (stop(): Scripted has no on_failure) runs in its
+        # The plugin's cleanup (stop(): OpScripted has no on_failure) runs in its
         # actor, then the actor goes: nothing acquired by start() outlives the life.
-        assert exits_within(pid, HANG)
+        assert exits_within(pid, PROCESS_HANG)
 
 
 def test_after_a_retry_nothing_new_overtakes_the_events_skipped_behind_it(
-        ray_session: RaySession, gates: Gates) -> None:
+        ray_session: RaySession, gates: BackendGates) -> None:
     # pipeline=3: the retried event and the two behind it are handed over; the
     # last two wait on the host and must not be sent before the skipped two.
     with checked_host(RayBackend(pipeline=3), gates) as plugin_host:
         svc = started(plugin_host, retry=RetryPolicy(max_attempts=2, backoff=0.0))
         retried, *after = behind_a_gate(svc, gates, ("fail_before", 2), *[("count",)] * 4)
-        assert retried.result(HANG) == 2
-        assert [future.result(HANG) for future in after] == [4, 5, 6, 7]
+        assert retried.result(PROCESS_HANG) == 2
+        assert [future.result(PROCESS_HANG) for future in after] == [4, 5, 6, 7]

@@ -5,7 +5,10 @@ import threading
 import time
 
 import pytest
-from conftest import HANG, RUNNING, STOPPED, Recorder, event, outcome
+from support.checks import outcome
+from support.doubles import Recorder, event
+from support.states import RUNNING, STOPPED
+from support.timing import HANG
 
 from plugin_service import DiagnosticKind, RetryPolicy, errors
 

@@ -10,6 +10,7 @@ import time
 from typing import Any, List
 
 import pytest
+from support.timing import HANG
 
 from plugin_service import (
     Ingress,
@@ -19,8 +20,6 @@ from plugin_service import (
     ServicePlugin,
     errors,
 )
-
-HANG = 5.0
 
 
 class HangsInStart(ServicePlugin):
@@ -49,7 +48,9 @@ class IgnoresCancellation(ServicePlugin):
         return "late"
 
 
-class Cooperative(ServicePlugin):
+class ReturnsWhenCancelled(ServicePlugin):
+    """Waits until its event is cancelled (at most ``HANG``), then returns "cancelled"."""
+
     ingresses = [Ingress("in")]
 
     def handle_ingress(self, event: IngressEvent, ctx: Any) -> Any:
@@ -97,9 +98,9 @@ def test_close_returns_within_its_timeout_with_an_uncooperative_handler() -> Non
 
 def test_stop_from_a_done_callback_on_the_watchdog_never_freezes_timeouts() -> None:
     with PluginHost() as host:
-        first = host.add_service("first", Cooperative,
+        first = host.add_service("first", ReturnsWhenCancelled,
                                  ServiceConfig(dispatch_timeout=0.05, fail_after=None))
-        other = host.add_service("other", Cooperative, ServiceConfig(dispatch_timeout=0.3))
+        other = host.add_service("other", ReturnsWhenCancelled, ServiceConfig(dispatch_timeout=0.3))
         host.start_all(timeout=HANG)
         stopped: List[Any] = []
         timed_out = first.submit(IngressEvent("in", "test"))
@@ -113,7 +114,7 @@ def test_stop_from_a_done_callback_on_the_watchdog_never_freezes_timeouts() -> N
 
 def test_a_second_set_result_raises_without_blocking_other_futures() -> None:
     with PluginHost() as host:
-        handle = host.add_service("svc", Cooperative,
+        handle = host.add_service("svc", ReturnsWhenCancelled,
                                   ServiceConfig(dispatch_timeout=0.05, fail_after=None))
         handle.start(timeout=HANG)
         future = handle.submit(IngressEvent("in", "test"))

@@ -22,8 +22,8 @@ import json
 from typing import Any, Dict, List
 
 import pytest
-from conftest import HANG
 from loguru import logger
+from support.timing import HANG
 
 from plugin_service import Ingress, IngressEvent, PluginHost, ServiceConfig, ServicePlugin, errors
 

@@ -18,10 +18,10 @@ import string
 from typing import Any, Dict, List
 
 import pytest
-from conftest import HANG
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from loguru import logger
+from support.timing import HANG
 
 from plugin_service import Ingress, IngressEvent, PluginHost, ServiceConfig, ServicePlugin, errors
 

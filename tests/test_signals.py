@@ -14,7 +14,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import HANG, STOPPING, Blocking, Cooperative, event, outcome
+from support.checks import outcome
+from support.doubles import Blocking, Cooperative, event
+from support.states import STOPPING
+from support.timing import HANG
 
 from plugin_service import PluginHost, drain_on_signals, errors
 

@@ -6,19 +6,10 @@ import json
 
 import attrs
 import pytest
-from conftest import (
-    FAILED,
-    HANG,
-    INGRESS,
-    READY,
-    RUNNING,
-    Blocking,
-    Echo,
-    FailingStart,
-    Raising,
-    event,
-    outcome,
-)
+from support.checks import outcome
+from support.doubles import INGRESS, Blocking, Echo, FailingStart, Raising, event
+from support.states import FAILED, READY, RUNNING
+from support.timing import HANG
 
 from plugin_service import (
     DiagnosticKind,
@@ -41,7 +32,7 @@ class WithStatus(Raising):
         return {"handled": len(self.payloads), "mode": "strict"}
 
 
-class BrokenStatus(Echo):
+class ExplodingStatus(Echo):
     def status(self):
         raise RuntimeError("status exploded")
 
@@ -96,7 +87,7 @@ def test_plugin_status_defaults_to_none(start_service):
 
 
 def test_status_does_not_raise_when_plugin_status_raises(start_service):
-    status = start_service("svc", BrokenStatus()).status()
+    status = start_service("svc", ExplodingStatus()).status()
     assert status.state is RUNNING
     assert status.plugin_status is None
 

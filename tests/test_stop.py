@@ -4,21 +4,18 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import (
-    FAILED,
-    HANG,
-    STOPPED,
-    STOPPING,
+from support.checks import assert_invariants, outcome
+from support.doubles import (
     Blocking,
     Cooperative,
     Echo,
     FailingStop,
     Scripted,
     Uncooperative,
-    assert_invariants,
     event,
-    outcome,
 )
+from support.states import FAILED, STOPPED, STOPPING
+from support.timing import HANG
 
 from plugin_service import DiagnosticKind, errors
 

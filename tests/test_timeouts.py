@@ -4,20 +4,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import (
-    FAILED,
-    HANG,
-    RUNNING,
-    STOPPED,
-    Cooperative,
-    Hold,
-    Recorder,
-    Scripted,
-    Uncooperative,
-    assert_invariants,
-    event,
-    outcome,
-)
+from support.checks import assert_invariants, outcome
+from support.doubles import Cooperative, Hold, Recorder, Scripted, Uncooperative, event
+from support.states import FAILED, RUNNING, STOPPED
+from support.timing import HANG
 
 from plugin_service import DiagnosticKind, DispatchContext, errors
 

@@ -14,16 +14,8 @@ from concurrent.futures import CancelledError, wait
 
 import attrs
 import pytest
-from _tool_doubles import (  # noqa: F401  (make_host, make_gate, make_stuck are fixtures)
-    HANG,
-    SHORT,
-    STARTS_WITHIN,
-    Recorder,
-    make_gate,
-    make_host,
-    make_stuck,
-    raising_tool,
-)
+from support.timing import HANG, SHORT, STARTS_WITHIN
+from support.tools import RecordingTool, raising_tool
 
 from plugin_service import PluginHost, ToolCounters, errors
 
@@ -65,7 +57,7 @@ def test_tool_cancel_grace_accepts_seconds_or_none(grace):
 
 def test_pool_threads_are_daemon_threads(make_host):
     host = make_host()
-    recorder = Recorder()
+    recorder = RecordingTool()
     host.add_tool("rec", recorder)
 
     host.call_tool("rec", 1, timeout=HANG)
@@ -155,7 +147,7 @@ def test_close_waits_for_a_timed_out_call_within_its_grace(make_host, make_stuck
     host = make_host(tool_workers=1, tool_cancel_grace=4 * HANG)
     stuck = make_stuck()
     host.add_tool("stuck", stuck)
-    host.add_tool("queued", Recorder())
+    host.add_tool("queued", RecordingTool())
     call = host.submit_tool("stuck", 1, timeout=STARTS_WITHIN)
     assert stuck.entered.wait(HANG)
     assert isinstance(call.exception(timeout=HANG), errors.ToolTimeout)
@@ -189,7 +181,7 @@ def test_close_timeout_bounds_a_stuck_call_even_without_a_grace(make_host, make_
 
 def test_close_drops_calls_waiting_for_a_thread_and_counts_them(make_host, make_stuck):
     host = make_host(tool_workers=1, tool_cancel_grace=0)
-    stuck, recorder = make_stuck(), Recorder()
+    stuck, recorder = make_stuck(), RecordingTool()
     host.add_tool("stuck", stuck)
     host.add_tool("rec", recorder)
     host.submit_tool("stuck", 0)

@@ -6,20 +6,9 @@ import threading
 from concurrent.futures import wait
 
 import pytest
-from _tool_doubles import (  # noqa: F401  (make_host, make_gate, make_stuck are fixtures)
-    HANG,
-    SHORT,
-    STARTS_WITHIN,
-    LyingError,
-    NonStrError,
-    RaisingStrError,
-    Recorder,
-    SlowStrError,
-    make_gate,
-    make_host,
-    make_stuck,
-    raising,
-)
+from support.hostile_errors import LyingError, NonStrError, RaisingStrError, SlowStrError
+from support.timing import HANG, SHORT, STARTS_WITHIN
+from support.tools import RecordingTool, raising
 
 from plugin_service import DiagnosticKind, ToolCounters, errors
 
@@ -151,7 +140,7 @@ def test_cancel_of_a_running_call_answers_false_and_the_call_completes(make_host
 def test_cancel_withdraws_a_waiting_call_frees_its_slot_and_counts_it_dropped(
         make_host, make_gate):
     host = make_host(tool_workers=1)
-    hog, recorder = make_gate(), Recorder()
+    hog, recorder = make_gate(), RecordingTool()
     host.add_tool("hog", hog)
     host.add_tool("one", recorder, max_concurrency=1)
     host.submit_tool("hog", 0)
@@ -197,7 +186,7 @@ def test_cancel_of_a_timed_out_call_answers_false(make_host, make_gate):
 
 def test_tool_calling_a_tool_on_a_full_pool_runs_it_inline(make_host):
     host = make_host(tool_workers=1)
-    inner = Recorder()
+    inner = RecordingTool()
     host.add_tool("inner", inner)
     host.add_tool("outer", lambda request, ctx: ("outer", host.call_tool("inner", request)))
 

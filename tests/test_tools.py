@@ -5,17 +5,9 @@ import threading
 from concurrent.futures import Future
 
 import pytest
-from _tool_doubles import (  # noqa: F401  (make_host, make_gate are fixtures)
-    HANG,
-    SHORT,
-    STARTS_WITHIN,
-    EchoService,
-    Recorder,
-    Upper,
-    make_gate,
-    make_host,
-    raising_tool,
-)
+from support.doubles import EchoService
+from support.timing import HANG, SHORT, STARTS_WITHIN
+from support.tools import RecordingTool, Upper, raising_tool
 
 from plugin_service import (
     Diagnostic,
@@ -104,7 +96,7 @@ def test_tool_runs_on_a_pool_thread_not_a_service_worker(make_host):
     host = make_host()
     host.add_service("svc", EchoService())
     host.service("svc").start(timeout=HANG)
-    recorder = Recorder()
+    recorder = RecordingTool()
     host.add_tool("rec", recorder)
 
     host.call_tool("rec", 1)
@@ -117,7 +109,7 @@ def test_tool_runs_on_a_pool_thread_not_a_service_worker(make_host):
 
 def test_tools_share_one_executor_of_tool_workers_threads(make_host, make_gate):
     host = make_host(tool_workers=1)
-    gate, recorder = make_gate(), Recorder()
+    gate, recorder = make_gate(), RecordingTool()
     host.add_tool("gate", gate)
     host.add_tool("rec", recorder)
     blocked = host.submit_tool("gate", "a")
@@ -184,7 +176,7 @@ def test_call_beyond_max_concurrency_raises_tool_busy_from_submit_tool(make_host
 def test_busy_call_is_refused_even_while_the_admitted_call_waits_for_a_thread(
         make_host, make_gate):
     host = make_host(tool_workers=1)
-    hog, limited = make_gate(), Recorder()
+    hog, limited = make_gate(), RecordingTool()
     host.add_tool("hog", hog)
     host.add_tool("limited", limited, max_concurrency=1)
     host.submit_tool("hog", 0)
@@ -252,7 +244,7 @@ def test_context_is_cancelled_at_the_deadline(make_host):
 def test_timeout_counts_from_submission_so_a_queued_call_times_out_and_never_runs(
         make_host, make_gate):
     host = make_host(tool_workers=1)
-    hog, late, marker = make_gate(), Recorder(), Recorder()
+    hog, late, marker = make_gate(), RecordingTool(), RecordingTool()
     host.add_tool("hog", hog)
     host.add_tool("late", late)
     host.add_tool("marker", marker)
@@ -465,7 +457,7 @@ def test_sequential_failing_calls_to_a_single_slot_tool_never_see_tool_busy(make
 
 def test_timed_out_call_keeps_its_slot_until_its_thread_returns(make_host, make_gate):
     host = make_host(tool_workers=1)
-    gate, marker = make_gate(), Recorder()
+    gate, marker = make_gate(), RecordingTool()
     host.add_tool("gate", gate, max_concurrency=1)
     host.add_tool("marker", marker)
     stuck = host.submit_tool("gate", "stuck", timeout=STARTS_WITHIN)
@@ -502,7 +494,7 @@ def test_timed_out_calls_still_running_count_as_overdue_not_in_flight(make_host,
 
 def test_in_flight_counts_calls_waiting_for_a_pool_thread(make_host, make_gate):
     host = make_host(tool_workers=1)
-    hog, recorder = make_gate(), Recorder()
+    hog, recorder = make_gate(), RecordingTool()
     host.add_tool("hog", hog)
     host.add_tool("rec", recorder)
     host.submit_tool("hog", 0)
@@ -518,7 +510,7 @@ def test_in_flight_counts_calls_waiting_for_a_pool_thread(make_host, make_gate):
 
 def test_call_timed_out_while_waiting_for_a_thread_frees_its_slot(make_host, make_gate):
     host = make_host(tool_workers=1)
-    hog, recorder = make_gate(), Recorder()
+    hog, recorder = make_gate(), RecordingTool()
     host.add_tool("hog", hog)
     host.add_tool("one", recorder, max_concurrency=1)
     host.submit_tool("hog", 0)
@@ -553,7 +545,7 @@ def test_late_return_of_a_timed_out_call_is_not_counted_again(make_host, make_ga
     host = make_host(tool_workers=1)
     gate = make_gate()
     host.add_tool("gate", gate)
-    host.add_tool("marker", Recorder())
+    host.add_tool("marker", RecordingTool())
     stuck = host.submit_tool("gate", "stuck", timeout=STARTS_WITHIN)
     assert gate.wait_entered(1)
     assert isinstance(stuck.exception(timeout=HANG), errors.ToolTimeout)

@@ -16,6 +16,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional
 
+from support.timing import HANG
+
 from plugin_service import (
     Ingress,
     IngressEvent,
@@ -28,8 +30,6 @@ from plugin_service import (
     errors,
 )
 
-#: A bound that only catches a hang.
-HANG = 10.0
 PRODUCERS = 8
 SERVICES = 50
 INGRESS = "stress"

@@ -2,8 +2,10 @@
 stdin, stdout and stderr pipes: the plugin module the children import, and ``Child``.
 
 Tests synchronize on what the child writes (outcome lines on stdout, log and status
-lines on stderr), never on sleeps. Every child the ``spawn`` fixture starts is killed
-in teardown. Test modules import the fixtures they use from here.
+lines on stderr), never on sleeps; a wait on the child is bounded by ``PROCESS_HANG``.
+The ``workdir`` and ``spawn`` fixtures (``conftest.py``) are built on
+:func:`write_workdir` and :class:`Child`; every child ``spawn`` starts is killed in
+teardown.
 """
 from __future__ import annotations
 
@@ -15,14 +17,13 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
+from support.timing import PROCESS_HANG
 
-REPO = Path(__file__).resolve().parents[1]
-TIMEOUT = 20.0  # seconds any single wait on a child may take before the test fails
+REPO = Path(__file__).resolve().parents[2]
 
 PLUGINS = textwrap.dedent('''
     """Plugins for the command-line tests, imported by the child as cli_plugins."""
@@ -124,16 +125,15 @@ ENTRY_POINTS = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    """tmp_path with the plugin module and a distribution declaring entry points."""
-    (tmp_path / "cli_plugins.py").write_text(PLUGINS)
-    dist = tmp_path / "cli_test_plugins-0.1.dist-info"
+def write_workdir(path: Path) -> Path:
+    """Fill ``path`` with the plugin module and a distribution declaring entry points."""
+    (path / "cli_plugins.py").write_text(PLUGINS)
+    dist = path / "cli_test_plugins-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: cli-test-plugins\n"
                                    "Version: 0.1\n")
     (dist / "entry_points.txt").write_text(ENTRY_POINTS)
-    return tmp_path
+    return path
 
 
 def _env(workdir: Path) -> dict[str, str]:
@@ -186,14 +186,14 @@ class Child:
 
     def out_line(self) -> dict[str, Any]:
         """The next outcome line; fails if stdout ends or stays silent."""
-        line = self._out.get(timeout=TIMEOUT)
+        line = self._out.get(timeout=PROCESS_HANG)
         assert line is not None, "stdout closed early"
         outcome: dict[str, Any] = json.loads(line)
         return outcome
 
     def err_line(self, wanted: Callable[[str], bool]) -> str:
         """Skip stderr lines until one that ``wanted`` accepts."""
-        deadline = time.monotonic() + TIMEOUT
+        deadline = time.monotonic() + PROCESS_HANG
         while True:
             line = self._err.get(timeout=max(0.0, deadline - time.monotonic()))
             assert line is not None, "stderr closed before the expected line"
@@ -209,15 +209,15 @@ class Child:
         the remaining stderr lines."""
         if close_stdin:
             self.close_stdin()
-        code = self.proc.wait(timeout=TIMEOUT)
+        code = self.proc.wait(timeout=PROCESS_HANG)
         for reader in self._readers:
-            reader.join(timeout=TIMEOUT)
+            reader.join(timeout=PROCESS_HANG)
         return code, [json.loads(line) for line in _drain(self._out)], _drain(self._err)
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait(timeout=TIMEOUT)
+            self.proc.wait(timeout=PROCESS_HANG)
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 try:
@@ -237,23 +237,9 @@ def _drain(lines: queue.Queue[str | None]) -> list[str]:
             found.append(line)
 
 
-@pytest.fixture
-def spawn(workdir: Path) -> Iterator[Callable[..., Child]]:
-    children: list[Child] = []
-
-    def start(*args: str) -> Child:
-        child = Child(args, workdir)
-        children.append(child)
-        return child
-
-    yield start
-    for child in children:
-        child.kill()
-
-
 def _run_once(workdir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(_command(*args), cwd=workdir, env=_env(workdir), input=stdin,
-                          capture_output=True, text=True, timeout=TIMEOUT,
+                          capture_output=True, text=True, timeout=PROCESS_HANG,
                           check=False)
 
 

@@ -5,10 +5,10 @@ and its threads live there; each worker only inherits a forked copy of it.
 """
 from __future__ import annotations
 
-from _gunicorn_apps import SERVICE, Ledger, _config
 from webhooks import make_app
 
 from plugin_service import PluginHost
+from support.gunicorn_apps import SERVICE, Ledger, _config
 
 host = PluginHost()
 host.add_service(SERVICE, Ledger(), _config())

@@ -1,9 +1,9 @@
 """The WSGI app that tests/test_gunicorn.py serves with a real gunicorn.
 
-Imported in gunicorn's processes (``PYTHONPATH`` holds ``tests`` and ``examples``),
-never by pytest itself. Every handled event appends ``<pid> <correlation id>`` to
-the file named by ``PLUGIN_SERVICE_TEST_LEDGER`` with one ``O_APPEND`` write, so
-the lines of both workers interleave whole.
+Imported in gunicorn's processes as ``support.gunicorn_apps`` (``PYTHONPATH`` holds
+``tests`` and ``examples``), never by pytest itself. Every handled event appends
+``<pid> <correlation id>`` to the file named by ``PLUGIN_SERVICE_TEST_LEDGER`` with
+one ``O_APPEND`` write, so the lines of both workers interleave whole.
 """
 from __future__ import annotations
 
@@ -25,10 +25,12 @@ from plugin_service import (
 from plugin_service.integrations.gunicorn import WorkerHost
 
 SERVICE = "orders"
-#: Bounds a held handler, in case the worker never exits: it catches a hang only.
-HANG = 60.0
+#: How long a held handler waits for ``release`` at most: longer than a server's
+#: whole life in a test (start-up, requests, stop), so only a worker that never
+#: exits ends the wait; it catches a hang only.
+HOLD = 60.0
 
-#: Set by the worker_exit hook of _gunicorn_conf.py: until then every handler waits,
+#: Set by the worker_exit hook of gunicorn_conf.py: until then every handler waits,
 #: so every accepted event is still queued (or in flight) when the worker is told
 #: to stop, and only the drain can handle it.
 release = threading.Event()
@@ -53,7 +55,7 @@ class Ledger(ServicePlugin):
 
     def handle_ingress(self, event: IngressEvent, ctx: DispatchContext) -> None:
         if self.hold is not None:
-            self.hold.wait(HANG)
+            self.hold.wait(HOLD)
         _append(event)
 
 
@@ -78,5 +80,5 @@ def _app_for(host: PluginHost) -> Any:
 
 
 def app(environ: Any, start_response: Any) -> Any:
-    """``gunicorn -c _gunicorn_conf.py _gunicorn_apps:app``."""
+    """``gunicorn -c support/gunicorn_conf.py support.gunicorn_apps:app``."""
     return _app_for(hosts.host)(environ, start_response)

@@ -8,7 +8,8 @@ uses a gate passed in the payload: a :class:`LocalGate` on the thread backend, a
 same ``pass_`` / ``entered`` / ``open`` methods.
 
 This module imports neither pytest nor Ray at import time, so an actor process
-loads it cheaply; the contract tests build their fixtures on top of it.
+loads it cheaply (as ``support.contract``: the workers have ``tests`` on their
+``PYTHONPATH``); the test-side helpers are in ``support.backends``.
 """
 from __future__ import annotations
 
@@ -20,15 +21,14 @@ import uuid
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from plugin_service import DispatchContext, Ingress, IngressEvent, ServicePlugin, ToolContext
+from support.timing import PROCESS_HANG
 
 #: The ingress every double declares.
 INGRESS = "in"
-#: A generous bound that only catches a hang; nothing is expected to take this long.
-HANG = 20.0
 
 
 def event(op: str, arg: Any = None, **fields: Any) -> IngressEvent:
-    """An event for :class:`Scripted` asking it to do ``op`` with ``arg``."""
+    """An event for :class:`OpScripted` asking it to do ``op`` with ``arg``."""
     source = fields.pop("source", "test")
     return IngressEvent(fields.pop("ingress", INGRESS), source, (op, arg), **fields)
 
@@ -45,11 +45,11 @@ class LocalGate:
     def arrive(self) -> None:
         self._arrived.set()
 
-    def pass_(self, timeout: Optional[float] = HANG) -> bool:
+    def pass_(self, timeout: Optional[float] = PROCESS_HANG) -> bool:
         self._arrived.set()
         return self._opened.wait(timeout)
 
-    def entered(self, timeout: Optional[float] = HANG) -> bool:
+    def entered(self, timeout: Optional[float] = PROCESS_HANG) -> bool:
         return self._arrived.wait(timeout)
 
     def open(self) -> None:
@@ -109,10 +109,10 @@ class RayGate:
     def arrive(self) -> None:
         self._get(self._keeper.arrive.remote(self._key))
 
-    def pass_(self, timeout: Optional[float] = HANG) -> bool:
+    def pass_(self, timeout: Optional[float] = PROCESS_HANG) -> bool:
         return bool(self._get(self._keeper.pass_.remote(self._key, timeout)))
 
-    def entered(self, timeout: Optional[float] = HANG) -> bool:
+    def entered(self, timeout: Optional[float] = PROCESS_HANG) -> bool:
         return bool(self._get(self._keeper.entered.remote(self._key, timeout)))
 
     def open(self) -> None:
@@ -127,7 +127,7 @@ class OddError(Exception):
         super().__init__("%s/%s" % (first, second))
 
 
-class Scripted(ServicePlugin):
+class OpScripted(ServicePlugin):
     """Does what each event's payload ``(op, arg)`` says:
 
     * ``echo``: returns arg; ``event``: returns the event it got; ``count``: how many
@@ -225,21 +225,21 @@ class Scripted(ServicePlugin):
 _BLOCKING = frozenset({"wait", "block", "sleep", "gate"})
 
 
-class ExitOnStart(Scripted):
+class ExitOnStart(OpScripted):
     """``start()`` kills its own process."""
 
     def start(self) -> None:
         os._exit(1)
 
 
-class FailingStart(Scripted):
+class CannotStart(OpScripted):
     """``start()`` raises ``RuntimeError("cannot start")``."""
 
     def start(self) -> None:
         raise RuntimeError("cannot start")
 
 
-class HoldsLock(Scripted):
+class HoldsLock(OpScripted):
     """An instance that cannot be pickled: it holds a ``threading.Lock``."""
 
     def __init__(self) -> None:
@@ -247,7 +247,7 @@ class HoldsLock(Scripted):
         self.lock = threading.Lock()
 
 
-class BrokenStatus(Scripted):
+class BrokenStatus(OpScripted):
     """``status()`` raises."""
 
     def status(self) -> Mapping[str, Any]:

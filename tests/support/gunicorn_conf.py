@@ -1,6 +1,6 @@
-"""gunicorn config for tests/_gunicorn_apps.py: the WorkerHost hooks, and the
+"""gunicorn config for tests/support/gunicorn_apps.py: the WorkerHost hooks, and the
 release of the held handlers just before the drain."""
-from _gunicorn_apps import hosts, release
+from support.gunicorn_apps import hosts, release
 
 post_fork = hosts.post_fork
 post_worker_init = hosts.post_worker_init
