@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Protocol
 
+from . import errors
 from ._config import ServiceConfig
 from ._context import ToolContext
-from ._service import PluginSession, ThreadSession
+from ._guarded import describe
+from ._service import Failure, PluginSession, SerialDispatcher, ServiceHandle
 
 ToolCallable = Callable[[Any, ToolContext], Any]
 
@@ -32,6 +34,31 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release what the backend holds, once the host's services and tools are done."""
+
+
+def _thread_failure(exc: BaseException) -> Failure:
+    """What a handler's exception on a thread means: one that says its plugin
+    crashed (``errors.PluginCrashed``, from a plugin driving a process of its
+    own, say) fails the service at once, whatever ``fail_after`` says."""
+    return Failure("handler raised %s" % describe(exc), exc,
+                   fatal=issubclass(type(exc), errors.PluginCrashed))
+
+
+class ThreadSession:
+    """Plugins on the service's own worker thread: the default session."""
+
+    __slots__ = ("shared", "_plugin", "_factory")
+
+    def __init__(self, plugin: Any, factory: Optional[Callable[[], Any]]) -> None:
+        self.shared = factory is None
+        self._plugin = plugin
+        self._factory = factory
+
+    def new_plugin(self) -> Any:
+        return self._plugin if self._factory is None else self._factory()
+
+    def dispatcher(self, service: ServiceHandle, plugin: Any) -> SerialDispatcher:
+        return SerialDispatcher(service, plugin, _thread_failure)
 
 
 class ThreadBackend:

@@ -188,4 +188,4 @@ def check_event(event: Any, ingresses: Dict[str, Ingress]) -> Optional[str]:
                 return "payload rejected by validate of ingress %r" % (name,)
         return None
     except Exception as exc:  # a hostile field (raising __eq__, __hash__, getattr...)
-        return "event could not be checked: %s" % describe(exc, 60)
+        return "event could not be checked: %s" % _safe_repr(exc)

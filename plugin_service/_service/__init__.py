@@ -6,7 +6,7 @@ Timeouts, bounds and restarts are timers on the host's single watchdog thread.
 Start reading at ``core`` (the lock and what it guards) and ``handle``.
 """
 from .core import DIAGNOSTICS_KEPT, Runtime
-from .dispatch import Dispatcher, PluginSession, SerialDispatcher, ThreadSession
+from .dispatch import Dispatcher, PluginSession, SerialDispatcher
 from .handle import ServiceHandle
 from .ledger import Failure
 from .retry import Redelivery, RetryCutShort
@@ -14,4 +14,4 @@ from .status import PLUGIN_STATUS_BOUND
 
 __all__ = ["DIAGNOSTICS_KEPT", "PLUGIN_STATUS_BOUND", "Dispatcher", "Failure",
            "PluginSession", "Redelivery", "RetryCutShort", "Runtime", "SerialDispatcher",
-           "ServiceHandle", "ThreadSession"]
+           "ServiceHandle"]

@@ -56,6 +56,14 @@ _IN_CLEANUP = "on_failure()"  # or stop(), when the plugin has no on_failure
 
 
 
+def _named(record: Any) -> None:
+    record["name"] = __package__  # what every service record was named before the split
+
+
+# Every record of a service carries one logger name, whichever part logs it.
+_logger = logger.patch(_named)
+
+
 class Runtime:
     """What a service needs from its host: the watchdog and the dead-letter box."""
 
@@ -93,7 +101,7 @@ class Deferred:
             try:
                 call(arg)
             except BaseException as exc:
-                logger.error("settling a future failed: {}", failure_log(exc))
+                _logger.error("settling a future failed: {}", failure_log(exc))
 
 
 class ServiceCore:
@@ -130,7 +138,8 @@ class ServiceCore:
         "_enqueued", "_dispatched", "_succeeded", "_failed", "_timed_out", "_rejected",
         "_dropped", "_retried", "_consecutive_failures", "_restarts", "_auto_restarts",
         "_last_error", "_failure", "_failure_life", "_diagnostics",
-        "__weakref__",
+        # A handle still takes attributes of its user's, as it did before it had slots.
+        "__dict__", "__weakref__",
     )
 
     def __init__(self, name: str, session: "PluginSession", config: ServiceConfig,
@@ -139,7 +148,7 @@ class ServiceCore:
         self._config = config
         self._session = session  # builds each life's plugin and its dispatcher
         self._runtime = runtime
-        self._log = logger.bind(service=name, correlation_id=None)
+        self._log = _logger.bind(service=name, correlation_id=None)
         self._capacity = config.queue_size
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)  # the worker waits for events

@@ -1,9 +1,9 @@
 """The seam between a service's worker and the plugin it hands events to.
 
 A ``PluginSession`` is what a backend gives a service: the plugin of each life
-and the ``Dispatcher`` that hands it the queued events. ``SerialDispatcher``,
-the thread backend's, calls ``plugin.handle_ingress`` on the worker thread, one
-event at a time. A backend whose plugins live elsewhere brings a dispatcher of
+and the ``Dispatcher`` that hands it the queued events. ``SerialDispatcher``
+(the thread backend's, see ``_backend``) calls ``plugin.handle_ingress`` on the
+worker thread, one event at a time. A backend whose plugins live elsewhere brings a dispatcher of
 its own, built on the same worker-side calls (``_take``, ``_settle``,
 ``_start_deadline``, ``Redelivery``...).
 """
@@ -52,44 +52,29 @@ class PluginSession(Protocol):
         """The dispatcher of a life whose plugin has started."""
 
 
-class ThreadSession:
-    """Plugins on the service's own worker thread: the default session."""
-
-    __slots__ = ("shared", "_plugin", "_factory")
-
-    def __init__(self, plugin: Any, factory: Optional[Callable[[], Any]]) -> None:
-        self.shared = factory is None
-        self._plugin = plugin
-        self._factory = factory
-
-    def new_plugin(self) -> Any:
-        return self._plugin if self._factory is None else self._factory()
-
-    def dispatcher(self, service: "ServiceHandle", plugin: Any) -> "SerialDispatcher":
-        return SerialDispatcher(service, plugin)
-
-
 class SerialDispatcher:
     """``plugin.handle_ingress`` on the worker thread, one event at a time."""
 
-    __slots__ = ("_service", "_handle")
+    __slots__ = ("_service", "_plugin", "_classify")
 
-    def __init__(self, service: "ServiceHandle", plugin: Any) -> None:
+    def __init__(self, service: "ServiceHandle", plugin: Any,
+                 classify: Callable[[BaseException], Failure] = Failure.raised) -> None:
         self._service = service
-        self._handle = plugin.handle_ingress
+        self._plugin = plugin
+        self._classify = classify
 
     def recall(self, _unused: Any = None) -> None:
         """Nothing is ever handed over ahead of its turn here."""
 
     def classify(self, exc: BaseException) -> Failure:
-        return Failure.raised(exc)
+        return self._classify(exc)
 
     def run(self, life: int) -> None:
         # The hot path, written inline on purpose: one lock hold settles the
         # finished event and takes the next, and every name the loop needs is a
         # local (an extra call or attribute hop per event is measurable here).
         service = self._service
-        handle = self._handle
+        handle = self._plugin.handle_ingress  # read here: a plugin without one crashes the worker
         lock = service._lock
         items = service._items
         timeout = service._config.dispatch_timeout

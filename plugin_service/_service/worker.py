@@ -57,7 +57,6 @@ class Worker(CleanUp):
             plugin.start()
             # Read after start(): a proxy for a remote plugin learns them there.
             ingresses = {ingress.name: ingress for ingress in getattr(plugin, "ingresses", ())}
-            dispatcher = self._session.dispatcher(cast("ServiceHandle", self), plugin)
         except BaseException as exc:
             text = describe(exc)
             later = Deferred()
@@ -69,6 +68,8 @@ class Worker(CleanUp):
                     self._phase = _IDLE
             later.run()
             return None
+        # Outside the try: the dispatcher is ours, not the plugin's start().
+        dispatcher = self._session.dispatcher(cast("ServiceHandle", self), plugin)
         with self._lock:
             if self._life == life and self._phase is _IN_START:
                 if self._state is _STARTING:
