@@ -104,35 +104,31 @@ def make_host():
         host.close(timeout=HANG)
 
 
+def _released_at_teardown(kind: Any) -> Iterator[Callable[[], Any]]:
+    """A factory of ``kind()`` objects, each ``release()``d at teardown."""
+    made: List[Any] = []
+
+    def make() -> Any:
+        thing = kind()
+        made.append(thing)
+        return thing
+
+    yield make
+    for thing in made:
+        thing.release()
+
+
 @pytest.fixture
 def make_gate(make_host):
     """``make_gate()``: a Gate released at teardown, before any host is closed
     (it depends on ``make_host``, so it is torn down first)."""
-    gates: List[Gate] = []
-
-    def make() -> Gate:
-        gate = Gate()
-        gates.append(gate)
-        return gate
-
-    yield make
-    for gate in gates:
-        gate.release()
+    yield from _released_at_teardown(Gate)
 
 
 @pytest.fixture
 def make_stuck(make_host):
     """``make_stuck()``: a Stuck tool released at teardown, before hosts close."""
-    made: List[Stuck] = []
-
-    def make() -> Stuck:
-        stuck = Stuck()
-        made.append(stuck)
-        return stuck
-
-    yield make
-    for stuck in made:
-        stuck.release()
+    yield from _released_at_teardown(Stuck)
 
 
 # ------------------------------------------------------ the command line, in a child

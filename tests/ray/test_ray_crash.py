@@ -35,17 +35,6 @@ from plugin_service import (
 )
 
 
-# Every test here runs on Ray: ``host`` and ``gates`` are the Ray ones (conftest.py).
-@pytest.fixture
-def gates(ray_gates: BackendGates) -> BackendGates:
-    return ray_gates
-
-
-@pytest.fixture
-def host(ray_host: PluginHost) -> PluginHost:
-    return ray_host
-
-
 # ------------------------------------------------------------ process crash
 def test_handler_killing_its_process_fails_the_event_and_the_service(host: PluginHost
                                                                       ) -> None:

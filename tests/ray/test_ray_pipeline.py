@@ -41,17 +41,6 @@ from plugin_service import (
 )
 
 
-# Every test here runs on Ray: ``host`` and ``gates`` are the Ray ones (conftest.py).
-@pytest.fixture
-def gates(ray_gates: BackendGates) -> BackendGates:
-    return ray_gates
-
-
-@pytest.fixture
-def host(ray_host: PluginHost) -> PluginHost:
-    return ray_host
-
-
 def behind_a_gate(svc: ServiceHandle, gates: BackendGates, *payloads: Any) -> List[Any]:
     """Submit ``payloads`` while a gated event is in flight, then open the gate:
     the worker hands them to the actor together. Returns their futures."""
