@@ -38,6 +38,8 @@ class Mailbox(Ledger):
         waiting up to ``timeout`` seconds for room). Nothing rejected is enqueued.
         ``HostForked`` in a process forked from the host's.
         """
+        # The hot path's producer side, written inline on purpose: the fast case
+        # is one lock hold with no call in it; everything else is _submit_slow.
         if self._state is not _RUNNING or self._forked_from:
             if self._forked_from:
                 raise forked_error(self._forked_from, self.name)
