@@ -13,7 +13,6 @@ from typing import Any, Callable, Optional, Protocol
 from . import errors
 from ._config import ServiceConfig
 from ._context import ToolContext
-from ._guarded import describe
 from ._service import Failure, PluginSession, SerialDispatcher, ServiceHandle
 
 ToolCallable = Callable[[Any, ToolContext], Any]
@@ -36,12 +35,12 @@ class Backend(Protocol):
         """Release what the backend holds, once the host's services and tools are done."""
 
 
-def _thread_failure(exc: BaseException) -> Failure:
-    """What a handler's exception on a thread means: one that says its plugin
-    crashed (``errors.PluginCrashed``, from a plugin driving a process of its
-    own, say) fails the service at once, whatever ``fail_after`` says."""
-    return Failure("handler raised %s" % describe(exc), exc,
-                   fatal=issubclass(type(exc), errors.PluginCrashed))
+def handler_failure(exc: BaseException) -> Failure:
+    """What a handler's exception means on every backend: one that says its
+    plugin crashed (``errors.PluginCrashed``: a dead actor, or a plugin driving a
+    process of its own) fails the service at once, whatever ``fail_after`` says."""
+    # never isinstance(): a lying __class__ runs plugin code
+    return Failure.raised(exc, fatal=issubclass(type(exc), errors.PluginCrashed))
 
 
 class ThreadSession:
@@ -58,7 +57,7 @@ class ThreadSession:
         return self._plugin if self._factory is None else self._factory()
 
     def dispatcher(self, service: ServiceHandle, plugin: Any) -> SerialDispatcher:
-        return SerialDispatcher(service, plugin, _thread_failure)
+        return SerialDispatcher(service, plugin, handler_failure)
 
 
 class ThreadBackend:

@@ -20,6 +20,7 @@ import collections
 from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 from .. import errors
+from .._backend import handler_failure
 from .._context import DispatchContext
 from .._future import DispatchFuture
 from .._guarded import describe
@@ -64,9 +65,7 @@ class PipelineDispatcher:
             cause = exc.__cause__ or exc
             return Failure("event could not be sent to the plugin: %s" % describe(cause),
                            cause, counts=False)
-        # A dead process cannot serve more, whatever fail_after says.
-        return Failure("handler raised %s" % describe(exc), exc,
-                       fatal=issubclass(kind, errors.PluginCrashed))
+        return handler_failure(exc)  # a dead process cannot serve more
 
     def run(self, life: int) -> None:
         while True:

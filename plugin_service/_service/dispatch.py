@@ -3,9 +3,9 @@
 A ``PluginSession`` is what a backend gives a service: the plugin of each life
 and the ``Dispatcher`` that hands it the queued events. ``SerialDispatcher``
 (the thread backend's, see ``_backend``) calls ``plugin.handle_ingress`` on the
-worker thread, one event at a time. A backend whose plugins live elsewhere brings a dispatcher of
-its own, built on the same worker-side calls (``_take``, ``_settle``,
-``_start_deadline``, ``Redelivery``...).
+worker thread, one event at a time. A backend whose plugins live elsewhere
+brings a dispatcher of its own, built on the same worker-side calls (``_take``,
+``_settle``, ``_start_deadline``, ``Redelivery``...).
 """
 from __future__ import annotations
 

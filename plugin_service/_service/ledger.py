@@ -38,9 +38,9 @@ class Failure:
         self.fatal = fatal
 
     @classmethod
-    def raised(cls, value: BaseException) -> "Failure":
-        """The handler raised ``value``."""
-        return cls("handler raised %s" % describe(value), value)
+    def raised(cls, value: BaseException, fatal: bool = False) -> "Failure":
+        """The handler raised ``value`` (``fatal``: its plugin cannot serve more)."""
+        return cls("handler raised %s" % describe(value), value, fatal=fatal)
 
 
 def _is_instance(value: Any, types: Any) -> bool:
