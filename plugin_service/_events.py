@@ -146,34 +146,37 @@ def check_event(event: Any, ingresses: Dict[str, Ingress]) -> Optional[str]:
         if ingress is None:
             return "undeclared ingress %s" % _safe_repr(name)
         # Inlined blank checks: this runs once per submit. A string is blank when empty
-        # or all whitespace, and an all-whitespace string starts with whitespace.
+        # or all whitespace (``isspace`` stops at the first other character).
         # A str subclass is compared by its exact str value below: its own __eq__
         # (always True, say) must not pass ``sources`` or ``event_kinds``.
         source = event.source
-        if type(source) is not str or not source or (source[0].isspace() and source.isspace()):
+        if type(source) is not str or not source or source.isspace():
             source = str.__str__(source) if isinstance(source, str) else None
             if _blank(source):
                 return "blank or non-string source"
         kind = event.kind
-        if type(kind) is not str or not kind or (kind[0].isspace() and kind.isspace()):
+        if type(kind) is not str or not kind or kind.isspace():
             kind = str.__str__(kind) if isinstance(kind, str) else None
             if _blank(kind):
                 return "blank or non-string kind"
         cid = event.correlation_id
-        if type(cid) is not str or not cid or (cid[0].isspace() and cid.isspace()):
+        if type(cid) is not str or not cid or cid.isspace():
             if _blank(cid):
                 return "blank or non-string correlation_id"
         attempt = event.attempt
-        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
-            return "attempt must be an int >= 1, got %s" % _safe_repr(attempt)
+        if type(attempt) is not int or attempt < 1:  # the common case: one check
+            if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+                return "attempt must be an int >= 1, got %s" % _safe_repr(attempt)
         created = event.created_at
-        if not isinstance(created, _dt.datetime):
-            return "created_at must be a datetime, got %s" % type(created).__name__
-        try:
-            if created.tzinfo is None or created.utcoffset() is None:
-                return "created_at is naive; give it a timezone"
-        except Exception as exc:
-            return "created_at has a broken timezone: %s" % type_name(exc)
+        if type(created) is not _dt.datetime or created.tzinfo is not _UTC:
+            # Anything but the default (an aware UTC datetime) is checked in full.
+            if not isinstance(created, _dt.datetime):
+                return "created_at must be a datetime, got %s" % type(created).__name__
+            try:
+                if created.tzinfo is None or created.utcoffset() is None:
+                    return "created_at is naive; give it a timezone"
+            except Exception as exc:
+                return "created_at has a broken timezone: %s" % type_name(exc)
         if ingress.event_kinds and kind not in ingress.event_kinds:
             return "kind %s not accepted by ingress %r" % (_safe_repr(kind), name)
         if ingress.sources and source not in ingress.sources:
