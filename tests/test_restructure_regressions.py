@@ -110,3 +110,20 @@ def test_every_service_record_is_named_plugin_service_service() -> None:
     finally:
         logger.remove(sink)
     assert names and set(names) == {"plugin_service._service"}, names
+
+
+def test_a_services_conditions_are_made_like_threading_conditions() -> None:
+    """core._Condition skips Condition.__init__'s RLock probes: it must still set
+    exactly what that __init__ sets on a plain Lock, or a newer Python's Condition
+    would find a field missing."""
+    import threading
+
+    from plugin_service._service.core import _Condition
+
+    lock = threading.Lock()
+    made, real = _Condition(lock), threading.Condition(lock)
+    assert sorted(vars(made)) == sorted(vars(real))
+    assert made._lock is lock and made.acquire == lock.acquire
+    with made:
+        assert not made.wait(0.001) and made._is_owned()
+        made.notify_all()

@@ -64,6 +64,21 @@ def _named(record: Any) -> None:
 _logger = logger.patch(_named)
 
 
+class _Condition(threading.Condition):
+    """A ``threading.Condition`` on a plain ``Lock``, made the way
+    ``Condition.__init__`` makes one, less its three probes for an ``RLock``'s
+    methods: a plain ``Lock`` has none, so each probe raises and catches an
+    AttributeError, which made the three conditions a third of what creating a
+    service cost. The probed methods fall back to ``Condition``'s own, as they
+    do for a plain lock (a test holds the attributes equal to a real one's)."""
+
+    def __init__(self, lock: Any) -> None:  # no super().__init__(): see above
+        self._lock = lock
+        self.acquire = lock.acquire  # type: ignore[method-assign]
+        self.release = lock.release  # type: ignore[method-assign]
+        self._waiters: "collections.deque[Any]" = collections.deque()
+
+
 class Runtime:
     """What a service needs from its host: the watchdog and the dead-letter box."""
 
@@ -151,9 +166,9 @@ class ServiceCore:
         self._log = _logger.bind(service=name, correlation_id=None)
         self._capacity = config.queue_size
         self._lock = threading.Lock()
-        self._not_empty = threading.Condition(self._lock)  # the worker waits for events
-        self._not_full = threading.Condition(self._lock)  # blocked producers wait for room
-        self._state_changed = threading.Condition(self._lock)  # lifecycle callers wait
+        self._not_empty = _Condition(self._lock)  # the worker waits for events
+        self._not_full = _Condition(self._lock)  # blocked producers wait for room
+        self._state_changed = _Condition(self._lock)  # lifecycle callers wait
 
         # The mailbox: a bounded FIFO of futures (``queue.Queue``'s design, with
         # its deque, lock and conditions held here directly).
