@@ -30,6 +30,7 @@ class DiagnosticKind(str, enum.Enum):
     LIFECYCLE = "lifecycle"
     INVALID_EVENT = "invalid_event"
     QUEUE_FULL = "queue_full"
+    BATCH_REJECTED = "batch_rejected"
     DISPATCH_TIMEOUT = "dispatch_timeout"
     DISPATCH_FAILED = "dispatch_failed"
     SERVICE_UNAVAILABLE = "service_unavailable"

@@ -149,14 +149,22 @@ class PluginHost:
     def submit(self, name: str, event: Any, *, block: bool = False,
                timeout: Optional[float] = None) -> DispatchFuture:
         """``service(name).submit(event, ...)``; raises ``ServiceNotFound`` first."""
-        # Inlined service(): the handle's submit checks for a fork, the hot path
-        # pays nothing more for it here.
+        return self._producing_to(name).submit(event, block=block, timeout=timeout)
+
+    def post(self, name: str, event: Any, *, block: bool = False,
+             timeout: Optional[float] = None) -> str:
+        """``service(name).post(event, ...)``: fire and forget, returns the event's
+        correlation id; raises ``ServiceNotFound`` first."""
+        return self._producing_to(name).post(event, block=block, timeout=timeout)
+
+    def _producing_to(self, name: str) -> ServiceHandle:
+        # service() without its fork check first: the handle's submit or post
+        # checks for a fork, the hot path pays nothing more for it here.
         try:
-            handle = self._services[name]
+            return self._services[name]
         except (KeyError, TypeError):
             raise (self._forked_error() if self._forked
                    else errors.ServiceNotFound(name)) from None
-        return handle.submit(event, block=block, timeout=timeout)
 
     def start_all(self, timeout: Optional[float] = None) -> None:
         """Start every READY service, all at once, each bounded like ``start``.
@@ -334,10 +342,7 @@ class PluginHost:
         for handle, life in requested:
             if not life:
                 continue  # nothing to wait for (nor a plugin status() to ask)
-            try:
-                handle._await_stopped(life, deadline)
-            except errors.PluginServiceError:
-                pass  # recorded in the service's diagnostics; close goes on
+            handle._await_closed(life, deadline)  # a failure is in its diagnostics
         for handle in handles:  # a failed plugin's cleanup still running
             handle._await_clean_up(deadline)
         current = threading.current_thread()

@@ -16,6 +16,7 @@ __all__ = [
     "ServiceNotFound",
     "QueueFull",
     "InvalidEvent",
+    "BatchRejected",
     "ServiceUnavailable",
     "ServiceStopped",
     "ServiceFailed",
@@ -88,6 +89,32 @@ class InvalidEvent(PluginServiceError, ValueError):
     def __init__(self, reason: str, *, service: Optional[str] = None) -> None:
         super().__init__("invalid event for %r: %s" % (service, reason), service=service)
         self.reason = reason
+
+
+class BatchRejected(PluginServiceError):
+    """Some events of a ``submit_many``/``post_many`` batch were not accepted; every
+    other one was, and is queued as if submitted alone.
+
+    ``results`` has one entry per event of the batch, in its order: what the call
+    would have returned for an accepted event (its ``DispatchFuture``, or its
+    correlation id for ``post_many``), or, in its place, the typed error that event
+    alone would have raised (``InvalidEvent``, ``QueueFull``, ``ServiceStopped``...).
+    ``accepted`` lists the accepted entries, ``rejected`` the ``(index, error)``
+    pairs. Each rejection was counted and recorded like a single one.
+    """
+
+    kind = _K.BATCH_REJECTED
+
+    def __init__(self, results: Sequence[Any], *, service: Optional[str] = None) -> None:
+        self.results = list(results)
+        self.rejected = [(index, result) for index, result in enumerate(self.results)
+                         if isinstance(result, PluginServiceError)]
+        self.accepted = [result for result in self.results
+                         if not isinstance(result, PluginServiceError)]
+        kinds = sorted({error.kind.value for _, error in self.rejected})
+        super().__init__("%d of %d events rejected by %r (%s); the other %d were accepted"
+                         % (len(self.rejected), len(self.results), service,
+                            ", ".join(kinds), len(self.accepted)), service=service)
 
 
 class _StateError(PluginServiceError):

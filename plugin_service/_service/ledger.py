@@ -6,7 +6,7 @@ Everything here runs with the service's lock held.
 from __future__ import annotations
 
 import datetime as _dt
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 from .. import errors
 from .._diagnostics import DeadLetter, Diagnostic, DiagnosticKind, DispatchCounters, ServiceStatus
@@ -77,14 +77,20 @@ class Ledger(ServiceCore):
         return diagnostic
 
     def _reject(self, error: errors.PluginServiceError, event: Any) -> errors.PluginServiceError:
-        try:
-            cid = event.correlation_id if type(event) is IngressEvent else None
-        except Exception:  # pragma: no cover - IngressEvent slots always exist
-            cid = None
-        with self._lock:
-            self._rejected += 1
-            self._note(error.kind, str(error), cid if type(cid) is str else None)
+        """Count and record a rejected event (takes the lock); returns ``error``."""
+        self._reject_all([(error, event)])
         return error
+
+    def _reject_all(self, rejections: List[Tuple[errors.PluginServiceError, Any]]) -> None:
+        """Count and record each ``(error, event)`` rejection, under one lock hold."""
+        with self._lock:
+            for error, event in rejections:
+                try:
+                    cid = event.correlation_id if type(event) is IngressEvent else None
+                except Exception:  # pragma: no cover - IngressEvent slots always exist
+                    cid = None
+                self._rejected += 1
+                self._note(error.kind, str(error), cid if type(cid) is str else None)
 
     def _dead_letter(self, event: Any, diagnostic: Diagnostic) -> None:
         self._runtime.dead_letters.add(DeadLetter(self.name, event, diagnostic))

@@ -10,12 +10,12 @@ wait, parked producers once per parking episode.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, List, Optional, Type
+from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Sequence, Tuple, Type, TypeVar
 
 from .. import errors
-from .._events import check_event
+from .._events import IngressEvent, check_event
 from .._fork import forked_error
-from .._future import DispatchFuture
+from .._future import DispatchFuture, _read_cid
 from .core import _FAILED, _READY, _RUNNING, _STARTING, _STOPPED, _STOPPING, Deferred, _monotonic
 from .ledger import Ledger
 
@@ -23,8 +23,50 @@ if TYPE_CHECKING:  # pragma: no cover
     pass
 
 
+class _Posted:
+    """A posted event in the FIFO: what the worker needs of a future, without one.
+
+    Its outcome is recorded like a submitted event's (counters, diagnostics, dead
+    letters, ``fail_after``, retries); nobody waits on it, so settling it is a
+    no-op, and it costs a third of a ``DispatchFuture`` to make.
+    """
+
+    __slots__ = ("event", "_cid")
+
+    def __init__(self, event: Any, _owner: Any = None) -> None:
+        self.event = event
+        self._cid: Optional[str] = (event.correlation_id if type(event) is IngressEvent
+                                    else _read_cid(event))
+
+    def set_result(self, _result: Any) -> None:
+        """Nobody waits for a posted event."""
+
+    def set_exception(self, _exception: Optional[BaseException]) -> None:
+        """Nobody waits for a posted event: its failure is in the ledger."""
+
+    def _mark_running(self) -> None:
+        """A posted event cannot be cancelled: nothing to mark."""
+
+    def _mark_pending(self) -> None:
+        """A posted event cannot be cancelled: nothing to mark."""
+
+    def cancelled(self) -> bool:
+        return False
+
+
+#: What the FIFO holds: a submitted event's future, or a posted event.
+_Item = TypeVar("_Item", DispatchFuture, _Posted)
+
+
+def _posted_id(item: _Posted) -> str:
+    """What ``post`` returns: the correlation id, as validation read it."""
+    cid = item._cid
+    return cid if cid is not None else str(item.event.correlation_id)
+
+
 class Mailbox(Ledger):
-    """The producer side (``submit``) and the consumer side's waits."""
+    """The producer side (``submit``, ``post`` and their batches) and the
+    consumer side's waits."""
 
     __slots__ = ()
 
@@ -38,8 +80,48 @@ class Mailbox(Ledger):
         waiting up to ``timeout`` seconds for room). Nothing rejected is enqueued.
         ``HostForked`` in a process forked from the host's.
         """
+        return self._enqueue(event, DispatchFuture, block, timeout)
+
+    def post(self, event: Any, *, block: bool = False,
+             timeout: Optional[float] = None) -> str:
+        """Enqueue ``event`` like :meth:`submit`, fire and forget: no future.
+
+        The same checks, validation, back-pressure and typed errors as ``submit``;
+        returns the event's correlation id. Its outcome is recorded exactly as a
+        submitted event's (counters, ``last_error``, diagnostics, dead letters,
+        ``fail_after``, retries, restarts); only nobody is told.
+        """
+        return _posted_id(self._enqueue(event, _Posted, block, timeout))
+
+    def submit_many(self, events: Iterable[Any], *, block: bool = False,
+                    timeout: Optional[float] = None) -> List[DispatchFuture]:
+        """Validate each of ``events`` on this thread and enqueue them in order,
+        under one lock hold for as many as the queue has room for.
+
+        Returns one future per event when every event was accepted. Otherwise
+        raises ``BatchRejected``, whose ``results`` holds each accepted event's
+        future and, in a rejected one's place, the error ``submit`` would have
+        raised for it alone (``InvalidEvent``; ``QueueFull`` for those that found
+        no room, at once or after ``timeout`` with ``block=True``; the state's
+        error once the service stopped taking events). Accepted events are queued
+        and run whatever else was rejected. ``HostForked`` in a forked child.
+        """
+        return self._enqueue_many(events, DispatchFuture, block, timeout)
+
+    def post_many(self, events: Iterable[Any], *, block: bool = False,
+                  timeout: Optional[float] = None) -> List[str]:
+        """:meth:`submit_many` without futures: returns the correlation ids, or
+        raises ``BatchRejected`` with the accepted events' ids in ``results``."""
+        items = self._enqueue_many(events, _Posted, block, timeout, _posted_id)
+        ids = [item._cid for item in items]
+        if None in ids:  # an event subclass whose correlation id is no plain str
+            return [_posted_id(item) for item in items]
+        return ids  # type: ignore[return-value]  # no None in it
+
+    def _enqueue(self, event: Any, make: Type[_Item], block: bool,
+                 timeout: Optional[float]) -> _Item:
         # The hot path's producer side, written inline on purpose: the fast case
-        # is one lock hold with no call in it; everything else is _submit_slow.
+        # is one lock hold with no call in it; everything else is _enqueue_slow.
         if self._state is not _RUNNING or self._forked_from:
             if self._forked_from:
                 raise forked_error(self._forked_from, self.name)
@@ -47,37 +129,47 @@ class Mailbox(Ledger):
         reason = check_event(event, self._ingresses)
         if reason is not None:
             raise self._reject(errors.InvalidEvent(reason, service=self.name), event)
-        future = DispatchFuture(event, self)
+        item = make(event, self)
         items = self._items
         with self._lock:
             if self._state is _RUNNING and len(items) < self._room:
-                items.append(future)
+                items.append(item)  # type: ignore[arg-type]  # a _Posted stands in
                 self._enqueued += 1
                 if self._worker_waiting:
                     # One wake-up is enough: later submits must not pay for notify()
                     # again before the worker has even run.
                     self._worker_waiting = False
                     self._not_empty.notify()
-                return future
-        return self._submit_slow(future, block, timeout)
+                return item
+        error = self._enqueue_slow((item,), block, timeout)[1]
+        if error is not None:
+            raise self._reject(error, event)
+        return item
 
-    def _submit_slow(self, future: DispatchFuture, block: bool,
-                     timeout: Optional[float]) -> DispatchFuture:
-        event = future.event
+    def _enqueue_slow(self, batch: Sequence[Any], block: bool, timeout: Optional[float]
+                      ) -> Tuple[int, Optional[errors.PluginServiceError]]:
+        """Enqueue ``batch`` in order, as much of it per lock hold as there is room
+        for, waiting for more with ``block``. Returns how many were queued (a
+        prefix) and None, or the error that refused the rest. Takes the lock."""
         items = self._items
         endtime = None if timeout is None else _monotonic() + timeout
+        done, total = 0, len(batch)
         with self._lock:
             while True:
                 if self._state is not _RUNNING:
                     error: errors.PluginServiceError = self._state_error()
                     break
-                if len(items) < self._room:
-                    items.append(future)
-                    self._enqueued += 1
+                room = self._room - len(items)
+                if room > 0:
+                    taken = batch[done:done + room] if done or room < total else batch
+                    items.extend(taken)
+                    self._enqueued += len(taken)
+                    done += len(taken)
                     if self._worker_waiting:
                         self._worker_waiting = False
                         self._not_empty.notify()
-                    return future
+                    if done == total:
+                        return done, None
                 remaining = None if endtime is None else endtime - _monotonic()
                 if not block or (remaining is not None and remaining <= 0) \
                         or threading.current_thread() is self._worker:
@@ -90,7 +182,49 @@ class Mailbox(Ledger):
                     self._not_full.wait(remaining)
                 finally:
                     self._producers_waiting -= 1
-        raise self._reject(error, event)
+        return done, error
+
+    def _enqueue_many(self, events: Iterable[Any], make: Type[_Item], block: bool,
+                      timeout: Optional[float], result: Any = None) -> List[_Item]:
+        """Check the state, validate each event, enqueue the valid ones in order.
+        Every rejection is counted and recorded like a single one; raises
+        ``BatchRejected`` if there was any (``result`` maps an accepted item to
+        what the caller gets for it)."""
+        if self._forked_from:
+            raise forked_error(self._forked_from, self.name)
+        events = list(events)
+        if self._state is not _RUNNING:
+            outcomes: List[Any] = [self._state_error() for _ in events]
+        else:
+            ingresses = self._ingresses
+            reasons = [check_event(event, ingresses) for event in events]
+            if not any(reasons):  # the common case: two passes, no per-event branch
+                valid = [make(event, self) for event in events]
+                done, error = self._enqueue_slow(valid, block, timeout) if valid else (0, None)
+                if error is None:
+                    return valid
+                outcomes = valid[:done] + [error] * (len(valid) - done)
+            else:
+                outcomes = self._enqueue_valid(events, reasons, make, block, timeout)
+        self._reject_all([(outcome, event) for outcome, event in zip(outcomes, events)
+                          if isinstance(outcome, errors.PluginServiceError)])
+        raise errors.BatchRejected(
+            [outcome if result is None or isinstance(outcome, errors.PluginServiceError)
+             else result(outcome) for outcome in outcomes], service=self.name)
+
+    def _enqueue_valid(self, events: List[Any], reasons: List[Optional[str]],
+                       make: Type[_Item], block: bool, timeout: Optional[float]) -> List[Any]:
+        """Enqueue the events that have no ``reasons`` against them; returns the
+        outcome of each event: its item, or the error that refused it."""
+        outcomes: List[Any] = [None if reason is None
+                               else errors.InvalidEvent(reason, service=self.name)
+                               for reason in reasons]
+        where = [index for index, reason in enumerate(reasons) if reason is None]
+        valid = [make(events[index], self) for index in where]
+        done, error = self._enqueue_slow(valid, block, timeout) if valid else (0, None)
+        for count, (index, item) in enumerate(zip(where, valid)):
+            outcomes[index] = item if count < done else error
+        return outcomes
 
     def _state_error(self) -> errors.PluginServiceError:
         state = self._state
