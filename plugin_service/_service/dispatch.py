@@ -9,12 +9,12 @@ brings a dispatcher of its own, built on the same worker-side calls (``_take``,
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from .._context import DispatchContext
-from .._future import DispatchFuture
-from .core import _RUNNING, _STOPPING, Deferred
+from .core import _RUNNING, _STOPPING, Deferred, _monotonic
 from .ledger import Failure, _is_instance
+from .mailbox import _Posted
 from .retry import Redelivery
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -79,7 +79,7 @@ class SerialDispatcher:
         items = service._items
         timeout = service._config.dispatch_timeout
         retry = service._config.retry
-        future: Optional[DispatchFuture] = None
+        future: Any = None  # a DispatchFuture, or a posted event (_Posted)
         ctx = DispatchContext(None)
         ok = True
         value: Any = None
@@ -89,12 +89,27 @@ class SerialDispatcher:
                 if service._life != life:
                     return  # abandoned after a stuck handler; its event was decided
                 if future is not None:
-                    service._settle(future, ok, value, later)
+                    if ok and not service._timed_out_current:
+                        # _settle's success case, inline: the next _take (or
+                        # _idle) rewrites the fields it would clear.
+                        service._succeeded += 1
+                        service._consecutive_failures = 0
+                        if type(future) is not _Posted:  # nobody waits on a post
+                            later.add(future.set_result, value)
+                        settled = True
+                    else:
+                        service._settle(future, ok, value, later)
+                        settled = False
                     future = None
+                else:
+                    settled = False
                 state = service._state
                 if items and (state is _RUNNING or (state is _STOPPING and service._drain)):
                     future, ctx = service._take(items, timeout)
-            later.run()
+                elif settled:
+                    service._idle()
+            if later._calls:
+                later.run()
             if future is None:
                 taken = service._wait_for_event(life, timeout)
                 if taken is None:
@@ -106,7 +121,10 @@ class SerialDispatcher:
                 ok, value = True, None
                 continue
             if timeout is not None:
-                service._start_deadline(future, ctx, timeout)
+                # _start_deadline's common case, inline (see there).
+                deadline = ctx.deadline = service._deadline = _monotonic() + timeout
+                if service._timer_at is None:
+                    service._arm_for(future, deadline)
             try:
                 value = handle(future.event, ctx)
                 ok = True

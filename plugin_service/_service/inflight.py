@@ -76,18 +76,28 @@ class InFlight(Mailbox):
         deadline = ctx.deadline = _monotonic() + timeout
         self._deadline = deadline
         if self._timer_at is None:
-            with self._lock:
-                if self._current is future and self._deadline == deadline:
-                    self._arm(deadline)
+            self._arm_for(future, deadline)
 
-    def _settle(self, future: DispatchFuture, ok: bool, value: Any, later: Deferred) -> None:
-        """Record the outcome of the event in flight (lock held); ``later`` gets
-        what resolves its future once the lock is released (nothing when the
-        watchdog already decided it: timed out)."""
+    def _arm_for(self, future: DispatchFuture, deadline: float) -> None:
+        """No dispatch timer is armed: arm one for ``future``'s ``deadline``,
+        unless it is decided already (takes the lock)."""
+        with self._lock:
+            if self._current is future and self._deadline == deadline:
+                self._arm(deadline)
+
+    def _idle(self) -> None:
+        """No event is in flight any more (lock held)."""
         self._current = None
         self._current_ctx = None
         self._deadline = None
         self._phase = _IDLE
+
+    def _settle(self, future: DispatchFuture, ok: bool, value: Any, later: Deferred) -> None:
+        """Record the outcome of the event in flight (lock held); ``later`` gets
+        what resolves its future once the lock is released (nothing when the
+        watchdog already decided it: timed out). The serial dispatcher settles a
+        success inline, the same way."""
+        self._idle()
         if self._timed_out_current:
             self._timed_out_current = False
             owed = self._clean_ups_on_return.pop(self._life, None)
