@@ -68,12 +68,7 @@ class Stopping(Control):
         if life == 0:
             return self.status()
         with self._lock:
-            stopped = self._state_changed.wait_for(
-                lambda: self._life != life or self._state is _STOPPED or self._state is _FAILED,
-                None if deadline is None else max(0.0, deadline - _monotonic()))
-            later = Deferred()
-            if not stopped and self._state is _STOPPING:
-                self._give_up_stopping(later)
+            later = self._wait_stopped(life, deadline)
             snapshot = self._snapshot()
         later.run()
         if snapshot.state is _FAILED:
@@ -83,6 +78,26 @@ class Stopping(Control):
                     self.name, failure.message if failure else "unknown reason"),
                 service=self.name, state=_FAILED)
         return snapshot
+
+    def _wait_stopped(self, life: int, deadline: Optional[float]) -> Deferred:
+        """Wait (lock held) until ``life`` stopped; past ``deadline`` give up on it.
+        Returns what must run once the lock is released."""
+        stopped = self._state_changed.wait_for(
+            lambda: self._life != life or self._state is _STOPPED or self._state is _FAILED,
+            None if deadline is None else max(0.0, deadline - _monotonic()))
+        later = Deferred()
+        if not stopped and self._state is _STOPPING:
+            self._give_up_stopping(later)
+        return later
+
+    def _await_closed(self, life: int, deadline: Optional[float]) -> None:
+        """The host's close: wait for the stop of ``life`` like ``_await_stopped``,
+        with no snapshot to build nor error to raise (its diagnostics say it)."""
+        if self._on_runtime_thread():
+            return  # from its own callback: it would wait on itself
+        with self._lock:
+            later = self._wait_stopped(life, deadline)
+        later.run()
 
     def _give_up_stopping(self, later: Deferred) -> None:
         """Close's deadline passed while STOPPING (lock held): fail it now."""
