@@ -55,6 +55,7 @@ __all__ = ["build", "DEFAULT_EVENTS", "QUICK_EVENTS", "QUEUE_SIZE"]
 DEFAULT_EVENTS = 100_000
 QUICK_EVENTS = 20_000
 QUEUE_SIZE = 1024
+BATCH = 100  # events per post_many call
 
 _SOURCE = "benchmarks.dispatch"
 
@@ -73,6 +74,43 @@ def _ours(n: int) -> Sample:
         last.result(timeout=WAIT_S)
         elapsed = perf_counter() - started
         check_count("ours", handle.status().counters.succeeded, n)
+    return throughput(n, elapsed)
+
+
+def _ours_post(n: int) -> Sample:
+    """``post`` (fire and forget) for all but the last event, which is submitted
+    and waited on: the queue is FIFO, so every posted one is done by then."""
+    with PluginHost() as host:
+        [handle] = start_services(host, ["bench-post"], NoOpService,
+                                  ServiceConfig(queue_size=QUEUE_SIZE))
+        post = handle.post
+        event = IngressEvent
+        started = perf_counter()
+        for i in range(n - 1):
+            post(event(INGRESS, _SOURCE, i), block=True)
+        handle.submit(event(INGRESS, _SOURCE, n - 1), block=True).result(timeout=WAIT_S)
+        elapsed = perf_counter() - started
+        check_count("ours post", handle.status().counters.succeeded, n)
+    return throughput(n, elapsed)
+
+
+def _ours_post_many(n: int, batch: int = BATCH) -> Sample:
+    """``post_many`` of ``batch`` events at a time (each built in the loop), then
+    one submitted event waited on, as for ``post``."""
+    with PluginHost() as host:
+        [handle] = start_services(host, ["bench-post-many"], NoOpService,
+                                  ServiceConfig(queue_size=QUEUE_SIZE))
+        post_many = handle.post_many
+        event = IngressEvent
+        full, rest = divmod(n - 1, batch)
+        started = perf_counter()
+        for b in range(full):
+            base = b * batch
+            post_many([event(INGRESS, _SOURCE, base + i) for i in range(batch)], block=True)
+        post_many([event(INGRESS, _SOURCE, full * batch + i) for i in range(rest)], block=True)
+        handle.submit(event(INGRESS, _SOURCE, n - 1), block=True).result(timeout=WAIT_S)
+        elapsed = perf_counter() - started
+        check_count("ours post_many", handle.status().counters.succeeded, n)
     return throughput(n, elapsed)
 
 
@@ -164,11 +202,16 @@ def build(options: Options) -> Scenario:
     n = options.events or (QUICK_EVENTS if options.quick else DEFAULT_EVENTS)
     variants: List[Variant] = [
         Variant("ours", "plugin_service", functools.partial(_ours, n), ours=True),
+        Variant("post", "plugin_service post", functools.partial(_ours_post, n), ours=True),
+        Variant("post_many", "plugin_service post_many(%d)" % BATCH,
+                functools.partial(_ours_post_many, n), ours=True),
         Variant("floor", "design floor", functools.partial(_floor, n)),
         Variant("raw_queue", "raw queue (ints)", functools.partial(_raw_queue, n)),
     ]
     ratios = [Ratio("ours / floor", "ours", "floor", target=Target(">=", 0.75)),
-              Ratio("ours / raw queue", "ours", "raw_queue", target=Target(">=", 0.10))]
+              Ratio("ours / raw queue", "ours", "raw_queue", target=Target(">=", 0.10)),
+              Ratio("post_many / raw queue", "post_many", "raw_queue",
+                    target=Target(">=", 0.50))]
     notes = ["every variant keeps only its last future and counts completions outside "
              "the clock (GC on: retaining every future made the cyclic GC dominate)"]
     if pykka is not None:
@@ -178,8 +221,8 @@ def build(options: Options) -> Scenario:
             Variant("pykka_tell", "pykka tell", functools.partial(_pykka_tell, n)),
             Variant("pykka_ask", "pykka ask(block=False)", functools.partial(_pykka_ask, n)),
         ]
-        ratios.append(Ratio("ours / pykka ask", "ours", "pykka_ask",
-                            target=Target(">=", 1.25)))
+        ratios += [Ratio("ours / pykka ask", "ours", "pykka_ask", target=Target(">=", 1.25)),
+                   Ratio("post / pykka tell", "post", "pykka_tell", target=Target(">=", 1.10))]
     else:
         notes.append(PYKKA_MISSING)
     return Scenario(
