@@ -31,10 +31,10 @@ class _Posted:
     no-op, and it costs a third of a ``DispatchFuture`` to make.
     """
 
-    __slots__ = ("event", "_cid")
+    __slots__ = ("event", "_cid", "_state")
 
     def __init__(self, event: Any, _owner: Any = None) -> None:
-        self.event = event
+        self.event = event  # _state: written by _take as for a future, never read
         self._cid: Optional[str] = (event.correlation_id if type(event) is IngressEvent
                                     else _read_cid(event))
 
@@ -91,7 +91,9 @@ class Mailbox(Ledger):
         submitted event's (counters, ``last_error``, diagnostics, dead letters,
         ``fail_after``, retries, restarts); only nobody is told.
         """
-        return _posted_id(self._enqueue(event, _Posted, block, timeout))
+        item = self._enqueue(event, _Posted, block, timeout)
+        cid = item._cid
+        return cid if cid is not None else _posted_id(item)
 
     def submit_many(self, events: Iterable[Any], *, block: bool = False,
                     timeout: Optional[float] = None) -> List[DispatchFuture]:
