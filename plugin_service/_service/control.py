@@ -33,6 +33,10 @@ if TYPE_CHECKING:  # pragma: no cover
     pass
 
 
+#: Each state's value: an Enum's ``value`` is a property, slow for every transition.
+_NAMES = {state: state.value for state in LifecycleState}
+
+
 class Control(InFlight):
     """Starting, restarting and failing (lock held unless said otherwise)."""
 
@@ -47,7 +51,7 @@ class Control(InFlight):
                 service=self.name, state=current,
             )
         self._state = target
-        self._note(_K.LIFECYCLE, "%s -> %s%s" % (current.value, target.value,
+        self._note(_K.LIFECYCLE, "%s -> %s%s" % (_NAMES[current], _NAMES[target],
                                                  " (%s)" % why if why else ""))
         self._state_changed.notify_all()
         # The worker and blocked producers re-check the state when woken.

@@ -78,6 +78,17 @@ class _Condition(threading.Condition):
         self.release = lock.release  # type: ignore[method-assign]
         self._waiters: "collections.deque[Any]" = collections.deque()
 
+    # Every notify of ours is made with the lock held (``Condition`` checks that
+    # first): with nobody waiting there is nothing more to do, and lifecycle
+    # changes notify conditions that mostly have no waiter.
+    def notify(self, n: int = 1) -> None:
+        if self._waiters:
+            super().notify(n)
+
+    def notify_all(self) -> None:
+        if self._waiters:
+            super().notify_all()
+
 
 class Runtime:
     """What a service needs from its host: the watchdog and the dead-letter box."""
