@@ -104,19 +104,25 @@ def test_a_posted_event_is_retried_by_the_retry_policy(start_service):
 
 def test_a_posted_failure_triggers_the_restart_policy(host):
     instances: List[Any] = []
+    second = threading.Event()
 
     def make():
         plugin = Raising()
         instances.append(plugin)
+        if len(instances) == 2:
+            second.set()
         return plugin
 
     handle = host.add_service("svc", make, ServiceConfig(
         fail_after=1, restart=RestartPolicy(max_restarts=1, window=60, backoff=0)))
     handle.start(timeout=HANG)
     handle.post(event(1))
-    assert handle.wait_for(FAILED, timeout=HANG)
+    assert second.wait(HANG), "the restart policy never built a second instance"
     assert handle.wait_for(RUNNING, timeout=HANG)
-    assert handle.status().restarts == 1 and len(instances) == 2
+    status = handle.status()
+    assert status.restarts == 1 and status.counters.failed == 1
+    assert any(d.kind is DiagnosticKind.LIFECYCLE and d.message.startswith("running -> failed")
+               for d in status.diagnostics)
 
 
 @pytest.mark.parametrize(("when", "error"), [

@@ -10,7 +10,6 @@ unrun waits again (``_unpromote``).
 from __future__ import annotations
 
 import collections
-from concurrent.futures._base import RUNNING as _FUTURE_RUNNING
 from typing import TYPE_CHECKING, Any, Optional, Tuple
 
 from .. import errors
@@ -41,9 +40,8 @@ class InFlight(Mailbox):
         self._phase = _IN_DISPATCH
         self._deadline = None  # set by _start_deadline as the handler is invoked
         ctx = self._current_ctx = DispatchContext(future.event, None)
-        # Only our lock takes a queued future out, so it is still PENDING here:
-        # future._mark_running() inline (a posted event has the slot too).
-        future._state = _FUTURE_RUNNING
+        # Only our lock takes a queued future out, so it is still PENDING here.
+        future._mark_running()
         if self._producers_waiting and not self._room_signalled:
             # Wake every parked producer once per parking episode, not on every
             # take: until they run, more notify() calls would only cost us.

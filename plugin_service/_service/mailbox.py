@@ -31,10 +31,10 @@ class _Posted:
     no-op, and it costs a third of a ``DispatchFuture`` to make.
     """
 
-    __slots__ = ("event", "_cid", "_state")
+    __slots__ = ("event", "_cid")
 
     def __init__(self, event: Any, _owner: Any = None) -> None:
-        self.event = event  # _state: written by _take as for a future, never read
+        self.event = event
         self._cid: Optional[str] = (event.correlation_id if type(event) is IngressEvent
                                     else _read_cid(event))
 
