@@ -70,8 +70,8 @@ class Mailbox(Ledger):
 
     __slots__ = ()
 
-    def submit(self, event: Any, *, block: bool = False,
-               timeout: Optional[float] = None) -> DispatchFuture:
+    def submit(self, event: IngressEvent, *, block: bool = False,
+               timeout: Optional[float] = None) -> DispatchFuture[Any]:
         """Validate ``event`` on this thread and enqueue it.
 
         Returns a :class:`DispatchFuture`. Raises ``ServiceUnavailable`` (READY,
