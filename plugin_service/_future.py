@@ -13,7 +13,7 @@ from concurrent.futures._base import (
     PENDING,
     RUNNING,
 )
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from loguru import logger
 
@@ -175,8 +175,7 @@ class DispatchFuture(GuardedFuture[ResultT]):
         self._cid: Optional[str] = (event.correlation_id if type(event) is IngressEvent
                                     else _read_cid(event))
 
-    @property
-    def _condition(self) -> threading.Condition:  # type: ignore[override]
+    def _made_condition(self) -> threading.Condition:
         cond = self._cond
         if cond is None:
             with _condition_made:
@@ -184,6 +183,13 @@ class DispatchFuture(GuardedFuture[ResultT]):
                 if cond is None:
                     cond = self._cond = threading.Condition()
         return cond
+
+    if TYPE_CHECKING:
+        # An attribute to type checkers, as on Future: the protocol by which
+        # concurrent.futures.as_completed() takes futures asks for one.
+        _condition: threading.Condition
+    else:
+        _condition = property(_made_condition)
 
     # ------------------------------------------------------------- settling
     def set_result(self, result: ResultT) -> None:
