@@ -158,13 +158,13 @@ class PluginHost:
         """``service(name).submit(event, ...)``; raises ``ServiceNotFound`` first."""
         return self._producing_to(name).submit(event, block=block, timeout=timeout)
 
-    def post(self, name: str, event: Any, *, block: bool = False,
+    def post(self, name: str, event: IngressEvent, *, block: bool = False,
              timeout: Optional[float] = None) -> str:
         """``service(name).post(event, ...)``: fire and forget, returns the event's
         correlation id; raises ``ServiceNotFound`` first."""
         return self._producing_to(name).post(event, block=block, timeout=timeout)
 
-    def _producing_to(self, name: str) -> ServiceHandle:
+    def _producing_to(self, name: str) -> ServiceHandle[Any]:
         # service() without its fork check first: the handle's submit or post
         # checks for a fork, the hot path pays nothing more for it here.
         try:

@@ -13,7 +13,7 @@ side by side without a thread each: ``_request_start``/``_wait_started``,
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Generic, Iterable, List, Optional, Tuple
 
 from .._config import ServiceConfig
 from .._diagnostics import ServiceStatus
@@ -46,13 +46,19 @@ class ServiceHandle(Worker, Generic[ResultT]):
     __slots__ = ()
 
     if TYPE_CHECKING:
-        # The typed view of Mailbox.submit, which runs as is: an override here
-        # would cost a call per event on the hot path. mypy checks it against
-        # the real signature (an incompatible override is an error).
+        # The typed views of Mailbox.submit and submit_many, which run as they
+        # are: an override here would cost a call per event on the hot path.
+        # mypy checks them against the real signatures (an incompatible
+        # override is an error).
         def submit(self, event: IngressEvent, *, block: bool = False,
                    timeout: Optional[float] = None) -> DispatchFuture[ResultT]:
             """Validate ``event`` on this thread and enqueue it; see the
             runtime method (``Mailbox.submit``) for what it raises."""
+
+        def submit_many(self, events: Iterable[IngressEvent], *, block: bool = False,
+                        timeout: Optional[float] = None) -> List[DispatchFuture[ResultT]]:
+            """Validate and enqueue ``events`` in order; see the runtime method
+            (``Mailbox.submit_many``) for what it raises."""
 
     def __init__(self, name: str, session: PluginSession, config: ServiceConfig,
                  runtime: Runtime) -> None:

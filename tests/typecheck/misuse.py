@@ -28,6 +28,9 @@ def misuse(host: PluginHost) -> None:
     svc.submit("not an event")  # E: arg-type
     host.submit("greeter", "not an event")  # E: arg-type
     host.add_tool("t", 42)  # E: arg-type
+    svc.post("not an event")  # E: arg-type
+    host.post("greeter", "not an event")  # E: arg-type
+    svc.submit_many(["not an event"])  # E: list-item
     count: int = svc.submit(IngressEvent("greetings", "cli")).result()  # E: assignment
     future: DispatchFuture[int] = svc.submit(IngressEvent("greetings", "cli"))  # E: assignment
     del count, future

@@ -116,6 +116,12 @@ def run() -> Dict[str, Any]:
         totals: List[int] = [f.result(timeout=5) for f in as_completed(sums)]
         assert sorted(totals) == [1, 3, 6]
 
+        batch = tally.submit_many([IngressEvent("numbers", "cli", n) for n in (4, 5)])
+        assert_type(batch, List[DispatchFuture[int]])
+        assert [f.result(timeout=5) for f in batch] == [10, 15]
+        posted: str = tally.post(IngressEvent("numbers", "cli", 0))  # fire and forget
+        assert posted
+
         by_name = host.submit("greeter", IngressEvent("greetings", "cli", "you", kind="hello"))
         assert_type(by_name, DispatchFuture[Any])  # looked up by name: untyped
         assert by_name.result(timeout=5) == "hello, you"
