@@ -13,7 +13,7 @@ from concurrent.futures._base import (
     PENDING,
     RUNNING,
 )
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from loguru import logger
 
@@ -21,6 +21,7 @@ from . import errors
 from ._events import IngressEvent
 from ._fork import forked_error
 from ._guarded import failure_log, text_of
+from ._typevars import ResultT
 
 __all__ = ["GuardedFuture", "DispatchFuture"]
 
@@ -67,7 +68,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
-class GuardedFuture(Future):  # type: ignore[type-arg]
+class GuardedFuture(Future[ResultT]):
     """A Future whose done-callbacks cannot break the thread that resolves it.
 
     ``Future`` guards callbacks against ``Exception`` only; a callback raising
@@ -86,7 +87,7 @@ class GuardedFuture(Future):  # type: ignore[type-arg]
             except BaseException as exc:
                 _report_callback_error(self, callback, exc)
 
-    def add_done_callback(self, fn: Any) -> None:
+    def add_done_callback(self, fn: Callable[[Future[ResultT]], object]) -> None:
         with self._condition:
             if self._state not in _DONE:
                 self._done_callbacks.append(fn)  # type: ignore[attr-defined]
@@ -114,7 +115,7 @@ class GuardedFuture(Future):  # type: ignore[type-arg]
         self._invoke_callbacks()
         return True
 
-    def _outcome(self) -> Any:
+    def _outcome(self) -> ResultT:
         """The result, or raise the exception (state FINISHED)."""
         exception = self._exception
         if exception is not None:
@@ -122,9 +123,9 @@ class GuardedFuture(Future):  # type: ignore[type-arg]
                 raise exception
             finally:
                 del exception  # no frame <-> exception cycle, as in Future
-        return self._result
+        return self._result  # type: ignore[return-value]  # FINISHED: set_result's
 
-    def result(self, timeout: Optional[float] = None) -> Any:
+    def result(self, timeout: Optional[float] = None) -> ResultT:
         if self._state == FINISHED:
             return self._outcome()
         with self._condition:
@@ -141,11 +142,13 @@ class GuardedFuture(Future):  # type: ignore[type-arg]
         return self._outcome()
 
 
-class DispatchFuture(GuardedFuture):
+class DispatchFuture(GuardedFuture[ResultT]):
     """A :class:`concurrent.futures.Future` for one submitted event (``event``).
 
     It resolves to what ``handle_ingress`` returned, or raises the typed outcome
     (``DispatchFailed``, ``DispatchTimeout``, ``ServiceStopped``, ``ServiceFailed``).
+    Generic over that result for type checkers (``DispatchFuture[str]``); at
+    run time it is a plain ``Future`` subclass.
     ``cancel()`` withdraws an event still in the queue (it then counts as dropped and
     the plugin never sees it); once dispatch has begun it returns False.
     """
@@ -158,10 +161,10 @@ class DispatchFuture(GuardedFuture):
     # a waiter either finds the future settled or is notified through the
     # condition like with any Future.
 
-    def __init__(self, event: Any, owner: Any = None) -> None:
+    def __init__(self, event: IngressEvent, owner: Any = None) -> None:
         self._cond: Optional[threading.Condition] = None
         self._state = PENDING
-        self._result: Any = None
+        self._result = None
         self._exception: Optional[BaseException] = None
         self._waiters: list = []  # type: ignore[type-arg]
         self._done_callbacks: list = []  # type: ignore[type-arg]
@@ -172,8 +175,7 @@ class DispatchFuture(GuardedFuture):
         self._cid: Optional[str] = (event.correlation_id if type(event) is IngressEvent
                                     else _read_cid(event))
 
-    @property
-    def _condition(self) -> threading.Condition:  # type: ignore[override]
+    def _made_condition(self) -> threading.Condition:
         cond = self._cond
         if cond is None:
             with _condition_made:
@@ -182,8 +184,15 @@ class DispatchFuture(GuardedFuture):
                     cond = self._cond = threading.Condition()
         return cond
 
+    if TYPE_CHECKING:
+        # An attribute to type checkers, as on Future: the protocol by which
+        # concurrent.futures.as_completed() takes futures asks for one.
+        _condition: threading.Condition
+    else:
+        _condition = property(_made_condition)
+
     # ------------------------------------------------------------- settling
-    def set_result(self, result: Any) -> None:
+    def set_result(self, result: ResultT) -> None:
         if self._cond is None:
             with _condition_made:
                 settled = self._cond is None and self._state not in _DONE
@@ -225,7 +234,7 @@ class DispatchFuture(GuardedFuture):
     def cancelled(self) -> bool:
         return self._state in (CANCELLED, CANCELLED_AND_NOTIFIED)
 
-    def result(self, timeout: Optional[float] = None) -> Any:
+    def result(self, timeout: Optional[float] = None) -> ResultT:
         # GuardedFuture._outcome written out: this is the end of every round trip.
         if self._state == FINISHED:  # set after _result/_exception: no lock needed
             exception = self._exception
@@ -234,7 +243,7 @@ class DispatchFuture(GuardedFuture):
                     raise exception
                 finally:
                     del exception  # no frame <-> exception cycle, as in Future
-            return self._result
+            return self._result  # type: ignore[return-value]  # FINISHED: set_result's
         self._refuse_waiting_on_own_worker()
         return super().result(timeout)
 
@@ -256,9 +265,9 @@ class DispatchFuture(GuardedFuture):
                 "cannot wait for its events; they would wait on themselves" % owner.name,
                 service=owner.name)
 
-    def add_done_callback(self, fn: Any) -> None:
+    def add_done_callback(self, fn: Callable[[DispatchFuture[ResultT]], object]) -> None:
         self._refuse_if_inherited()
-        super().add_done_callback(fn)
+        super().add_done_callback(fn)  # type: ignore[arg-type]  # called with self only
 
     def _refuse_if_inherited(self, even_if_done: bool = False) -> None:
         """In a process forked from the host's, an event still pending is the

@@ -6,22 +6,26 @@ import os
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
 
 from . import _fork, errors
 from ._backend import THREADS, Backend
 from ._checks import positive_int
 from ._config import ServiceConfig
+from ._context import ToolContext
 from ._dead_letters import DeadLetterBox
 from ._diagnostics import DeadLetter, HostStatus
 from ._discovery import DEFAULT_GROUP, LoadReport, load_entry_points
+from ._events import IngressEvent
 from ._future import DispatchFuture
 from ._kinds import Kind, classify
 from ._lifecycle import LifecycleState
+from ._plugin import ServicePluginLike, ToolPlugin
 from ._pool import ToolPool
 from ._service import PLUGIN_STATUS_BOUND, Runtime, ServiceHandle
 from ._tool_closing import ToolClosing
 from ._tools import Tool, check_grace
+from ._typevars import ResultT
 from ._watchdog import Watchdog
 
 __all__ = ["PluginHost"]
@@ -65,7 +69,7 @@ class PluginHost:
         positive_int("tool_workers", tool_workers)
         self._tool_cancel_grace = check_grace(tool_cancel_grace)
         self._lock = threading.Lock()
-        self._services: Dict[str, ServiceHandle] = {}
+        self._services: Dict[str, ServiceHandle[Any]] = {}
         self._tools: Dict[str, Tool] = {}
         self._dead_letters = DeadLetterBox(dead_letter_limit)
         host_id = next(_host_ids)
@@ -101,10 +105,13 @@ class PluginHost:
         return self._given_backend
 
     # ------------------------------------------------------------ services
-    def add_service(self, name: str, plugin_or_factory: Any,
-                    config: Optional[ServiceConfig] = None) -> ServiceHandle:
+    def add_service(self, name: str,
+                    plugin_or_factory: Union[ServicePluginLike[ResultT],
+                                             Callable[[], ServicePluginLike[ResultT]]],
+                    config: Optional[ServiceConfig] = None) -> ServiceHandle[ResultT]:
         """Register a service (READY). ``plugin_or_factory`` is a ``ServicePlugin``
-        instance, or a class or zero-argument callable built once per start.
+        instance, or a class or zero-argument callable built once per start. The
+        handle is typed by what the plugin's ``handle_ingress`` returns.
 
         Raises ``ValueError`` for a duplicate or blank name, ``TypeError`` for
         something that is not a plugin, ``HostClosed`` after :meth:`close`,
@@ -129,7 +136,7 @@ class PluginHost:
             self._services[name] = handle
         return handle
 
-    def service(self, name: str) -> ServiceHandle:
+    def service(self, name: str) -> ServiceHandle[Any]:
         """The handle of service ``name``; raises ``ServiceNotFound`` (``HostForked``
         in a forked child)."""
         if self._forked:
@@ -139,25 +146,25 @@ class PluginHost:
         except (KeyError, TypeError):
             raise errors.ServiceNotFound(name) from None
 
-    def services(self) -> List[ServiceHandle]:
+    def services(self) -> List[ServiceHandle[Any]]:
         """Every service handle, in the order they were added."""
         if self._forked:
             raise self._forked_error()
         with self._lock:
             return list(self._services.values())
 
-    def submit(self, name: str, event: Any, *, block: bool = False,
-               timeout: Optional[float] = None) -> DispatchFuture:
+    def submit(self, name: str, event: IngressEvent, *, block: bool = False,
+               timeout: Optional[float] = None) -> DispatchFuture[Any]:
         """``service(name).submit(event, ...)``; raises ``ServiceNotFound`` first."""
         return self._producing_to(name).submit(event, block=block, timeout=timeout)
 
-    def post(self, name: str, event: Any, *, block: bool = False,
+    def post(self, name: str, event: IngressEvent, *, block: bool = False,
              timeout: Optional[float] = None) -> str:
         """``service(name).post(event, ...)``: fire and forget, returns the event's
         correlation id; raises ``ServiceNotFound`` first."""
         return self._producing_to(name).post(event, block=block, timeout=timeout)
 
-    def _producing_to(self, name: str) -> ServiceHandle:
+    def _producing_to(self, name: str) -> ServiceHandle[Any]:
         # service() without its fork check first: the handle's submit or post
         # checks for a fork, the hot path pays nothing more for it here.
         try:
@@ -200,8 +207,10 @@ class PluginHost:
                 services=failed)
 
     # --------------------------------------------------------------- tools
-    def add_tool(self, name: str, tool: Any, *, timeout: Optional[float] = None,
-                 max_concurrency: Optional[int] = None, remote: bool = False) -> None:
+    def add_tool(self, name: str,
+                 tool: Union[ToolPlugin, Type[ToolPlugin], Callable[[Any, ToolContext], Any]],
+                 *, timeout: Optional[float] = None, max_concurrency: Optional[int] = None,
+                 remote: bool = False) -> None:
         """Register a tool: a ``ToolPlugin`` (instance, or class instantiated once) or
         any callable ``(request, ctx)``. ``timeout`` (seconds from submission) and
         ``max_concurrency`` (a bulkhead) are per tool; a call's timeout overrides it.

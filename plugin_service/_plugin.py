@@ -1,12 +1,26 @@
 """Base classes plugin authors subclass."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Protocol, Sequence
 
 from ._context import DispatchContext, ToolContext
 from ._events import Ingress, IngressEvent
+from ._typevars import ResultT_co
 
-__all__ = ["ServicePlugin", "ToolPlugin"]
+__all__ = ["ServicePlugin", "ServicePluginLike", "ToolPlugin"]
+
+
+class ServicePluginLike(Protocol[ResultT_co]):
+    """What ``add_service`` can run, for type checkers: a :class:`ServicePlugin`,
+    or any object with these methods (``ingresses``, ``status`` and
+    ``on_failure`` are optional, as for ``ServicePlugin``). What its
+    ``handle_ingress`` returns is what the service's futures resolve to."""
+
+    def start(self) -> object: ...
+
+    def handle_ingress(self, event: IngressEvent, ctx: DispatchContext) -> ResultT_co: ...
+
+    def stop(self) -> object: ...
 
 
 class ServicePlugin:

@@ -7,11 +7,13 @@ wait on it is refused rather than left to hang.
 """
 from __future__ import annotations
 
+from concurrent.futures import Future
 from concurrent.futures._base import PENDING, RUNNING
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from ._fork import forked_error
 from ._future import GuardedFuture
+from ._typevars import ResultT
 
 if TYPE_CHECKING:
     from ._tools import _Call
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["ToolFuture"]
 
 
-class ToolFuture(GuardedFuture):
+class ToolFuture(GuardedFuture[ResultT]):
     """The future of one tool call: ``cancel()`` withdraws a call still waiting for a
     pool thread (True; the tool is never called, the call counts as dropped and its
     slot is freed); once the tool runs it answers False, as for any ``Future``."""
@@ -35,7 +37,7 @@ class ToolFuture(GuardedFuture):
         self._refuse_if_inherited(call)  # the tool's lock may be held forever
         return call.tool._withdraw(call)
 
-    def result(self, timeout: Optional[float] = None) -> Any:
+    def result(self, timeout: Optional[float] = None) -> ResultT:
         call = self._call
         if call is not None:
             self._refuse_if_inherited(call)
@@ -47,7 +49,7 @@ class ToolFuture(GuardedFuture):
             self._refuse_if_inherited(call)
         return super().exception(timeout)
 
-    def add_done_callback(self, fn: Any) -> None:
+    def add_done_callback(self, fn: Callable[[Future[ResultT]], object]) -> None:
         call = self._call
         if call is not None:
             self._refuse_if_inherited(call)

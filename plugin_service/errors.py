@@ -3,9 +3,15 @@
 Every error subclasses :class:`PluginServiceError` and carries ``kind``, a
 :class:`~plugin_service.DiagnosticKind` member, so a host can route on it, plus the
 data a person needs to act (``QueueFull.capacity``, ``ServiceStopped.state``...).
+Where the standard library has an exception for the same failure, the error is
+that one too: the timeouts are ``TimeoutError``s, ``QueueFull`` a ``queue.Full``,
+the lookups ``LookupError``s, ``InvalidEvent`` a ``ValueError`` (README: Errors).
 """
 from __future__ import annotations
 
+import concurrent.futures
+import queue
+import sys
 from typing import Any, Optional, Sequence
 
 from ._diagnostics import DiagnosticKind as _K
@@ -69,8 +75,9 @@ class ServiceNotFound(PluginServiceError, LookupError):
         self.name = name
 
 
-class QueueFull(PluginServiceError):
-    """The service's ingress queue holds ``capacity`` events already."""
+class QueueFull(PluginServiceError, queue.Full):
+    """The service's ingress queue holds ``capacity`` events already (also a
+    ``queue.Full``, what ``queue.Queue.put`` raises)."""
 
     kind = _K.QUEUE_FULL
 
@@ -150,14 +157,27 @@ class ServiceFailed(_StateError):
         self.services = tuple(services) or ((service,) if service else ())
 
 
+if sys.version_info >= (3, 11):
+    _Timeout = TimeoutError  # which concurrent.futures.TimeoutError is, since 3.11
+else:
+    class _Timeout(TimeoutError, concurrent.futures.TimeoutError):
+        """Before 3.11 ``future.result(timeout=...)`` raises
+        ``concurrent.futures.TimeoutError``, a class of its own: a handler timeout
+        is caught by whichever a caller names, as on later versions."""
+
+
 class DispatchError(PluginServiceError):
     """An accepted event whose dispatch did not succeed."""
 
     kind = _K.DISPATCH_FAILED
 
 
-class DispatchTimeout(DispatchError):
-    """The handler did not return within ``timeout`` seconds; ``ctx.cancelled`` was set."""
+class DispatchTimeout(DispatchError, _Timeout):
+    """The handler did not return within ``timeout`` seconds; ``ctx.cancelled`` was set.
+
+    Also a ``TimeoutError``: ``except TimeoutError`` around
+    ``future.result(timeout=...)`` catches the handler's timeout and the wait's.
+    """
 
     kind = _K.DISPATCH_TIMEOUT
 
@@ -202,8 +222,9 @@ class ToolFailed(ToolError):
     kind = _K.TOOL_FAILED
 
 
-class ToolTimeout(ToolError):
-    """The call did not finish within ``timeout`` seconds of its submission."""
+class ToolTimeout(ToolError, _Timeout):
+    """The call did not finish within ``timeout`` seconds of its submission (also
+    a ``TimeoutError``)."""
 
     kind = _K.TOOL_TIMEOUT
 

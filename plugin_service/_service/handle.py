@@ -13,12 +13,15 @@ side by side without a thread each: ``_request_start``/``_wait_started``,
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Generic, Iterable, List, Optional, Tuple
 
 from .._config import ServiceConfig
 from .._diagnostics import ServiceStatus
+from .._events import IngressEvent
 from .._fork import forked_error, forked_service_status
+from .._future import DispatchFuture
 from .._lifecycle import LifecycleState
+from .._typevars import ResultT
 from .core import _FAILED, Runtime
 from .dispatch import PluginSession
 from .status import StatusCall, begin_status, finish_status
@@ -27,16 +30,35 @@ from .worker import Worker
 __all__ = ["ServiceHandle"]
 
 
-class ServiceHandle(Worker):
+class ServiceHandle(Worker, Generic[ResultT]):
     """The host's handle on one service plugin.
 
     Lifecycle calls (``start``, ``stop``, ``restart``) may come from any thread;
     every plugin callback runs on the service's own worker thread, named after the
     service. ``submit`` validates on the caller's thread and never runs plugin code
     except the ingress's ``validate``.
+
+    For type checkers it is generic over what the plugin's ``handle_ingress``
+    returns (``ServiceHandle[str]``; a bare ``ServiceHandle`` is
+    ``ServiceHandle[Any]``), so ``submit(event).result()`` is typed.
     """
 
     __slots__ = ()
+
+    if TYPE_CHECKING:
+        # The typed views of Mailbox.submit and submit_many, which run as they
+        # are: an override here would cost a call per event on the hot path.
+        # mypy checks them against the real signatures (an incompatible
+        # override is an error).
+        def submit(self, event: IngressEvent, *, block: bool = False,
+                   timeout: Optional[float] = None) -> DispatchFuture[ResultT]:
+            """Validate ``event`` on this thread and enqueue it; see the
+            runtime method (``Mailbox.submit``) for what it raises."""
+
+        def submit_many(self, events: Iterable[IngressEvent], *, block: bool = False,
+                        timeout: Optional[float] = None) -> List[DispatchFuture[ResultT]]:
+            """Validate and enqueue ``events`` in order; see the runtime method
+            (``Mailbox.submit_many``) for what it raises."""
 
     def __init__(self, name: str, session: PluginSession, config: ServiceConfig,
                  runtime: Runtime) -> None:

@@ -70,8 +70,8 @@ class Mailbox(Ledger):
 
     __slots__ = ()
 
-    def submit(self, event: Any, *, block: bool = False,
-               timeout: Optional[float] = None) -> DispatchFuture:
+    def submit(self, event: IngressEvent, *, block: bool = False,
+               timeout: Optional[float] = None) -> DispatchFuture[Any]:
         """Validate ``event`` on this thread and enqueue it.
 
         Returns a :class:`DispatchFuture`. Raises ``ServiceUnavailable`` (READY,
@@ -82,7 +82,7 @@ class Mailbox(Ledger):
         """
         return self._enqueue(event, DispatchFuture, block, timeout)
 
-    def post(self, event: Any, *, block: bool = False,
+    def post(self, event: IngressEvent, *, block: bool = False,
              timeout: Optional[float] = None) -> str:
         """Enqueue ``event`` like :meth:`submit`, fire and forget: no future.
 
@@ -95,8 +95,8 @@ class Mailbox(Ledger):
         cid = item._cid
         return cid if cid is not None else _posted_id(item)
 
-    def submit_many(self, events: Iterable[Any], *, block: bool = False,
-                    timeout: Optional[float] = None) -> List[DispatchFuture]:
+    def submit_many(self, events: Iterable[IngressEvent], *, block: bool = False,
+                    timeout: Optional[float] = None) -> List[DispatchFuture[Any]]:
         """Validate each of ``events`` on this thread and enqueue them in order,
         under one lock hold for as many as the queue has room for.
 
@@ -110,7 +110,7 @@ class Mailbox(Ledger):
         """
         return self._enqueue_many(events, DispatchFuture, block, timeout)
 
-    def post_many(self, events: Iterable[Any], *, block: bool = False,
+    def post_many(self, events: Iterable[IngressEvent], *, block: bool = False,
                   timeout: Optional[float] = None) -> List[str]:
         """:meth:`submit_many` without futures: returns the correlation ids, or
         raises ``BatchRejected`` with the accepted events' ids in ``results``."""
