@@ -121,3 +121,45 @@ def test_automatic_restart_records_carry_service_and_correlation_id(host, enable
     missing = [r["message"] for r in records
                if not {"service", "correlation_id"} <= set(r["extra"])]
     assert missing == []
+
+
+# ----------------------------------------- the name in the message (issue 17)
+def test_every_service_record_names_the_service_first(start_service, enabled):
+    lines = []
+    default_format = logger.add(lines.append, level="WARNING")  # loguru's own format
+    try:
+        handle = start_service("orders", Raising(), fail_after=None)
+        outcome(handle.submit(event(1)))
+        handle.stop(timeout=HANG)
+    finally:
+        logger.remove(default_format)
+    records = [r for r in _ours(enabled) if r["extra"].get("service") == "orders"]
+    assert {"INFO", "WARNING"} <= {r["level"].name for r in records}
+    wrong = [r["message"] for r in records if not r["message"].startswith("service 'orders': ")]
+    assert wrong == []
+    assert any("| WARNING" in line and "service 'orders': dispatch_failed: handler raised "
+               "ValueError: boom 1" in line for line in lines), lines
+    assert all(r["extra"]["service"] == "orders" for r in records)  # extra as before
+
+
+def _raising_callback(future):
+    raise RuntimeError("callback bug")
+
+
+def test_a_raising_done_callback_is_logged_with_its_service(start_service, enabled):
+    handle = start_service("orders", Scripted())
+    future = handle.submit(event(1))
+    future.result(timeout=HANG)
+    future.add_done_callback(_raising_callback)  # done: runs here, at once
+    [record] = [r for r in _ours(enabled) if "done-callback" in r["message"]]
+    assert record["message"].startswith("service 'orders': done-callback ")
+    assert "RuntimeError: callback bug" in record["message"]
+
+
+def test_a_raising_done_callback_is_logged_with_its_tool(host, enabled):
+    host.add_tool("lookup", lambda request, ctx: request)
+    future = host.submit_tool("lookup", 1)
+    future.result(timeout=HANG)
+    future.add_done_callback(_raising_callback)
+    [record] = [r for r in _ours(enabled) if "done-callback" in r["message"]]
+    assert record["message"].startswith("tool 'lookup': done-callback ")
