@@ -2,15 +2,23 @@
 
 The library logs through loguru and never configures it: it adds no sink, and
 its import disables ``plugin_service`` unless the application already chose
-(``disable_unless_chosen``).
+(``disable_unless_chosen``). Plugin tracebacks are logged at DEBUG as redacted
+text in the message (``log_traceback``), never as loguru's ``exception``: a sink
+with ``diagnose=True`` would print every frame's local values, and loguru's
+formatter the exception's own text, both unredacted.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from loguru import logger
 
-__all__ = ["disable_unless_chosen"]
+from ._guarded import traceback_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from loguru import Logger
+
+__all__ = ["disable_unless_chosen", "log_traceback", "LazyTraceback"]
 
 _PACKAGE = "plugin_service"
 
@@ -52,3 +60,25 @@ def disable_unless_chosen(name: str = _PACKAGE) -> None:
     logger.disable(name)
     for entry, status in sorted(chosen or (), key=lambda item: item[0].count(".")):
         (logger.enable if status else logger.disable)(entry[:-1])
+
+
+class LazyTraceback:
+    """The text of a traceback record, made only when loguru calls it: with
+    ``opt(lazy=True)`` that is only once a sink takes DEBUG records of ours, so a
+    failure storm with logging off formats no traceback."""
+
+    __slots__ = ("head", "exc")
+
+    def __init__(self, head: str, exc: BaseException) -> None:
+        self.head = head
+        self.exc = exc
+
+    def __call__(self) -> str:
+        return "%s\n%s" % (self.head, traceback_text(self.exc))
+
+
+def log_traceback(log: "Logger", head: str, exc: BaseException) -> None:
+    """Log ``head`` (ours, or already described and redacted) and ``exc``'s
+    redacted traceback at DEBUG on ``log``, as the caller's record. Formatting
+    reads the plugin's objects: call it outside every lock."""
+    log.opt(lazy=True, depth=1).debug("{}", LazyTraceback(head, exc))

@@ -202,12 +202,20 @@ def test_every_service_record_names_the_service_first(start_service, enabled):
     finally:
         logger.remove(default_format)
     records = [r for r in _ours(enabled) if r["extra"].get("service") == "orders"]
-    assert {"INFO", "WARNING"} <= {r["level"].name for r in records}
+    assert {"DEBUG", "INFO", "WARNING"} <= {r["level"].name for r in records}
     wrong = [r["message"] for r in records if not r["message"].startswith("service 'orders': ")]
     assert wrong == []
     assert any("| WARNING" in line and "service 'orders': dispatch_failed: handler raised "
                "ValueError: boom 1" in line for line in lines), lines
     assert all(r["extra"]["service"] == "orders" for r in records)  # extra as before
+
+
+def test_every_tool_record_names_the_tool(host, enabled):
+    host.add_tool("lookup", lambda request, ctx: {}["missing"])
+    assert isinstance(host.submit_tool("lookup", 1).exception(timeout=HANG), Exception)
+    records = [r for r in _ours(enabled) if r["extra"].get("tool") == "lookup"]
+    assert {"DEBUG", "WARNING"} <= {r["level"].name for r in records}
+    assert all("tool 'lookup'" in r["message"].split("\n")[0] for r in records)
 
 
 def _raising_callback(future):
