@@ -3,7 +3,7 @@
 The public API is what ``__all__`` lists; errors live in ``plugin_service.errors``.
 Logging goes through loguru and is disabled for ``plugin_service`` until the
 application calls ``loguru.logger.enable("plugin_service")`` (before or after
-this import).
+this import) or ``log_to_stdlib()``.
 """
 from . import errors
 from ._config import RestartPolicy, RetryPolicy, ServiceConfig
@@ -24,6 +24,7 @@ from ._future import DispatchFuture
 from ._host import PluginHost
 from ._lifecycle import LifecycleState
 from ._logs import disable_unless_chosen as _disable_unless_chosen
+from ._logs import log_to_stdlib
 from ._plugin import ServicePlugin, ToolPlugin
 from ._ray import RayBackend
 from ._service import ServiceHandle
@@ -59,4 +60,5 @@ __all__ = [
     "LoadReport",
     "RayBackend",
     "drain_on_signals",
+    "log_to_stdlib",
 ]

@@ -1,24 +1,26 @@
-"""How the library logs.
+"""How the library logs, and the one bridge it offers to the host.
 
 The library logs through loguru and never configures it: it adds no sink, and
 its import disables ``plugin_service`` unless the application already chose
 (``disable_unless_chosen``). Plugin tracebacks are logged at DEBUG as redacted
 text in the message (``log_traceback``), never as loguru's ``exception``: a sink
 with ``diagnose=True`` would print every frame's local values, and loguru's
-formatter the exception's own text, both unredacted.
+formatter the exception's own text, both unredacted. ``log_to_stdlib`` is the
+host's one-line route of those records into the standard ``logging`` module.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Optional, Tuple
+import logging
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Union
 
 from loguru import logger
 
 from ._guarded import traceback_text
 
 if TYPE_CHECKING:  # pragma: no cover
-    from loguru import Logger
+    from loguru import Logger, Message
 
-__all__ = ["disable_unless_chosen", "log_traceback", "LazyTraceback"]
+__all__ = ["disable_unless_chosen", "log_to_stdlib", "log_traceback", "LazyTraceback"]
 
 _PACKAGE = "plugin_service"
 
@@ -82,3 +84,43 @@ def log_traceback(log: "Logger", head: str, exc: BaseException) -> None:
     redacted traceback at DEBUG on ``log``, as the caller's record. Formatting
     reads the plugin's objects: call it outside every lock."""
     log.opt(lazy=True, depth=1).debug("{}", LazyTraceback(head, exc))
+
+
+class _ToStdlib:
+    """A loguru sink: each record to ``logging.getLogger(record["name"])``."""
+
+    def __call__(self, message: "Message") -> None:
+        record = message.record
+        target = logging.getLogger(record["name"] or _PACKAGE)
+        level = record["level"].no  # loguru's numbers are logging's (TRACE is 5)
+        if not target.isEnabledFor(level):
+            return
+        entry = target.makeRecord(
+            target.name, level, record["file"].path, record["line"], record["message"],
+            (), None, record["function"])
+        for key, value in record["extra"].items():  # service, correlation_id, tool
+            if key not in entry.__dict__:
+                entry.__dict__[key] = value
+        target.handle(entry)
+
+
+def log_to_stdlib(level: Union[str, int, None] = None) -> int:
+    """Route the library's records into the standard ``logging`` module and turn
+    them on: each goes to ``logging.getLogger(record["name"])`` (all under
+    ``"plugin_service"``) at its own level, with the loguru record's file, line
+    and function, and its ``extra`` (``service``, ``correlation_id``, ``tool``) as
+    attributes of the ``LogRecord``. Tracebacks are in the message, redacted;
+    ``exc_info`` is never set.
+
+    ``level`` is the lowest loguru level forwarded (a name or number); by default
+    the effective level of the ``"plugin_service"`` logger at this call, so
+    configure ``logging`` first. Returns the loguru handler id
+    (``logger.remove(id)`` undoes the route). The host calls this; the library
+    never does. Loguru's own handlers stay as they are.
+    """
+    if level is None:
+        level = logging.getLogger(_PACKAGE).getEffectiveLevel()
+    handler: Any = logger.add(_ToStdlib(), level=level, format="{message}",
+                              filter=_PACKAGE, colorize=False)
+    logger.enable(_PACKAGE)
+    return int(handler)
