@@ -11,7 +11,7 @@ host's one-line route of those records into the standard ``logging`` module.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, List, Optional, Tuple, Union
 
 from loguru import logger
 
@@ -120,7 +120,7 @@ def log_to_stdlib(level: Union[str, int, None] = None) -> int:
     """
     if level is None:
         level = logging.getLogger(_PACKAGE).getEffectiveLevel()
-    handler: Any = logger.add(_ToStdlib(), level=level, format="{message}",
-                              filter=_PACKAGE, colorize=False)
+    handler_id = logger.add(_ToStdlib(), level=level, format="{message}", filter=_PACKAGE,
+                            colorize=False)
     logger.enable(_PACKAGE)
-    return int(handler)
+    return handler_id

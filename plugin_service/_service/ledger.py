@@ -52,7 +52,8 @@ class _HandlerTraceback(LazyTraceback):
 
     def __init__(self, head: str, exc: BaseException, service: str,
                  cid: Optional[str]) -> None:
-        super().__init__(head, exc)
+        self.head = head  # as LazyTraceback.__init__ does, one call fewer per failure
+        self.exc = exc
         self._service = service
         self._cid = cid
 
