@@ -59,9 +59,17 @@ def disable_unless_chosen(name: str = _PACKAGE) -> None:
     chosen = _choices(name)
     if chosen is not None and any(entry == name + "." for entry, _ in chosen):
         return
-    logger.disable(name)
-    for entry, status in sorted(chosen or (), key=lambda item: item[0].count(".")):
-        (logger.enable if status else logger.disable)(entry[:-1])
+    _set_keeping_modules(name, False, chosen)
+
+
+def _set_keeping_modules(name: str, status: bool,
+                         chosen: Optional[List[Tuple[str, bool]]]) -> None:
+    """``logger.enable(name)`` or ``disable``, keeping the choices ``chosen`` made
+    for its modules (loguru's own call drops them), shallowest first."""
+    (logger.enable if status else logger.disable)(name)
+    modules = [item for item in chosen or () if item[0] != name + "."]
+    for entry, entry_status in sorted(modules, key=lambda item: item[0].count(".")):
+        (logger.enable if entry_status else logger.disable)(entry[:-1])
 
 
 class LazyTraceback:
@@ -115,12 +123,13 @@ def log_to_stdlib(level: Union[str, int, None] = None) -> int:
     ``level`` is the lowest loguru level forwarded (a name or number); by default
     the effective level of the ``"plugin_service"`` logger at this call, so
     configure ``logging`` first. Returns the loguru handler id
-    (``logger.remove(id)`` undoes the route). The host calls this; the library
+    (``logger.remove(id)`` undoes the route). What the host enabled or disabled
+    for a module of ``plugin_service`` stays so. The host calls this; the library
     never does. Loguru's own handlers stay as they are.
     """
     if level is None:
         level = logging.getLogger(_PACKAGE).getEffectiveLevel()
     handler_id = logger.add(_ToStdlib(), level=level, format="{message}", filter=_PACKAGE,
                             colorize=False)
-    logger.enable(_PACKAGE)
+    _set_keeping_modules(_PACKAGE, True, _choices(_PACKAGE))
     return handler_id

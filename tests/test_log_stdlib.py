@@ -154,6 +154,21 @@ def test_records_below_the_stdlib_loggers_level_are_not_handed_over(start_servic
     assert _ours(caplog.records) == []
 
 
+def test_a_module_the_host_disabled_stays_disabled(start_service, host, caplog):
+    caplog.set_level(logging.DEBUG, logger="plugin_service")
+    logger.enable("plugin_service")  # (while the package is off, loguru keeps no
+    logger.disable("plugin_service._tools")  # choice for a module of it)
+    handler_id = plugin_service.log_to_stdlib()
+    try:
+        host.add_tool("lookup", lambda request, ctx: {}["missing"])
+        host.submit_tool("lookup", 1).exception(timeout=HANG)
+        start_service("orders", Scripted()).stop(timeout=HANG)
+    finally:
+        logger.remove(handler_id)
+        logger.disable("plugin_service")
+    assert {r.name for r in _ours(caplog.records)} == {"plugin_service._service"}
+
+
 def test_the_library_never_routes_on_its_own() -> None:
     script = textwrap.dedent("""
         import logging
