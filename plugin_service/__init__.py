@@ -2,10 +2,9 @@
 
 The public API is what ``__all__`` lists; errors live in ``plugin_service.errors``.
 Logging goes through loguru and is disabled for ``plugin_service`` until the
-application calls ``loguru.logger.enable("plugin_service")``.
+application calls ``loguru.logger.enable("plugin_service")`` (before or after
+this import) or ``log_to_stdlib()``.
 """
-from loguru import logger as _logger
-
 from . import errors
 from ._config import RestartPolicy, RetryPolicy, ServiceConfig
 from ._context import DispatchContext, ToolContext
@@ -24,12 +23,14 @@ from ._events import Ingress, IngressEvent
 from ._future import DispatchFuture
 from ._host import PluginHost
 from ._lifecycle import LifecycleState
+from ._logs import disable_unless_chosen as _disable_unless_chosen
+from ._logs import log_to_stdlib
 from ._plugin import ServicePlugin, ToolPlugin
 from ._ray import RayBackend
 from ._service import ServiceHandle
 from ._signals import drain_on_signals
 
-_logger.disable("plugin_service")
+_disable_unless_chosen("plugin_service")
 
 __version__ = "0.1.0"
 
@@ -59,4 +60,5 @@ __all__ = [
     "LoadReport",
     "RayBackend",
     "drain_on_signals",
+    "log_to_stdlib",
 ]

@@ -46,13 +46,17 @@ _futures_log = logging.getLogger("concurrent.futures")
 
 
 def _report_callback_error(future: Any, callback: Any, exc: BaseException) -> None:
-    """Log a raising done-callback, redacted, on ``concurrent.futures`` and loguru."""
+    """Log a raising done-callback, redacted, on ``concurrent.futures`` and loguru,
+    naming the service or tool whose future it was."""
     try:
         text = failure_log(exc)
         where = text_of(callback, 200)
-        _futures_log.error("exception calling callback %s for %s: %s", where,
-                           type(future).__name__, text)
-        logger.error("done-callback {} raised: {}", where, text)
+        subject = future._subject()
+        whose = type(future).__name__ if subject is None else "%s of %s" % (
+            type(future).__name__, subject)
+        _futures_log.error("exception calling callback %s for %s: %s", where, whose, text)
+        logger.error("{}done-callback {} raised: {}", "" if subject is None else subject + ": ",
+                     where, text)
     except BaseException:  # pragma: no cover - reporting never breaks the settle
         pass
 
@@ -79,6 +83,10 @@ class GuardedFuture(Future[ResultT]):
     ``result()`` raises the exception it was given even when that exception's
     ``__bool__`` is False (``Future`` returns None to a waiter then).
     """
+
+    def _subject(self) -> Optional[str]:
+        """``"service 'name'"`` or ``"tool 'name'"``: whose future this is, for logs."""
+        return None
 
     def _invoke_callbacks(self) -> None:
         for callback in self._done_callbacks:  # type: ignore[attr-defined]
@@ -252,6 +260,10 @@ class DispatchFuture(GuardedFuture[ResultT]):
             return self._exception
         self._refuse_waiting_on_own_worker()
         return super().exception(timeout)
+
+    def _subject(self) -> Optional[str]:
+        name = getattr(self._owner, "name", None)
+        return "service %s" % str.__repr__(name) if isinstance(name, str) else None
 
     def _refuse_waiting_on_own_worker(self) -> None:
         """A handler waiting for an event of its own service would wait on itself:

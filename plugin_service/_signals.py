@@ -12,6 +12,7 @@ from typing import Any, Optional
 from loguru import logger
 
 from . import errors
+from ._guarded import failure_log
 
 __all__ = ["drain_on_signals"]
 
@@ -153,8 +154,10 @@ class _SignalDrain:
                     return
                 try:
                     self._dispatch(signum)
-                except Exception:  # a callback's bug must not end the signal thread
-                    logger.opt(exception=True).error("signal {} handling raised", signum)
+                except Exception as exc:  # a callback's bug must not end the signal thread
+                    # Redacted frames, never loguru's exception=: a sink's diagnose
+                    # would print every frame's values, and the text unredacted.
+                    logger.error("signal {} handling raised {}", signum, failure_log(exc))
 
     def _dispatch(self, signum: int) -> None:
         # Other signals (their own Python handlers run on the main thread as usual)

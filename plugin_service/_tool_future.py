@@ -29,6 +29,11 @@ class ToolFuture(GuardedFuture[ResultT]):
     def __init__(self, call: "_Call") -> None:
         super().__init__()
         self._call: "Optional[_Call]" = call  # dropped once decided: no cycle kept
+        self._tool = call.tool.name  # for logs: done-callbacks run after the drop
+
+    def _subject(self) -> Optional[str]:
+        name = self._tool
+        return "tool %s" % str.__repr__(name) if isinstance(name, str) else None
 
     def cancel(self) -> bool:
         call = self._call

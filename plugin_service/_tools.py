@@ -29,6 +29,7 @@ from ._context import ToolContext
 from ._diagnostics import Diagnostic, DiagnosticKind, ToolCounters, ToolStatus
 from ._guarded import describe
 from ._lifecycle import LifecycleState
+from ._logs import log_traceback
 from ._pool import ToolPool
 from ._redact import sanitize
 from ._tool_future import ToolFuture
@@ -192,6 +193,7 @@ class Tool:
         try:
             if error is not None:
                 text = describe(error)  # plugin code: outside the lock, maybe slow
+                log_traceback(self._log, "tool %r raised %s" % (self.name, text), error)
         finally:
             self._finish(call, value, error, text)
 

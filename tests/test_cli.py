@@ -413,6 +413,17 @@ def test_run_logs_plugin_service_to_stderr_with_log_level_debug(spawn: Any) -> N
     assert any("running -> stopping" in line for line in logs)
 
 
+def test_run_log_lines_name_the_service_in_the_message_once(spawn: Any) -> None:
+    child = spawn("-v", "INFO", "run", "cli_plugins:Echo")
+    child.send(_event("hi"))
+    code, _, errors = child.finish()
+    assert code == 0
+    logs = [line for line in errors if not line.startswith("{")]
+    assert any(line.rstrip().endswith(
+        "| plugin_service._service | service 'echo': running -> stopping") for line in logs), logs
+    assert not any("service=echo" in line for line in logs)
+
+
 def test_log_level_may_follow_the_command_name(spawn: Any) -> None:
     child = spawn("run", "cli_plugins:Echo", "--log-level", "info")
     code, _, errors = child.finish()

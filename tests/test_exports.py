@@ -298,8 +298,15 @@ def test_correlation_id_is_flattened_in_diagnostics_dead_letters_and_logs(
     assert failures, records
     for record in failures:
         assert_shown_safely(record["extra"]["correlation_id"])
-    for line in lines:
-        assert line.count("\n") == 1 and line.endswith("\n"), repr(line)
+    assert len(lines) == len(records)
+    for record, line in zip(records, lines):
+        # One line per record; a DEBUG traceback record's further lines are all
+        # indented, so none can pass for a record of its own.
+        assert line.endswith("\n"), repr(line)
+        first, *more = line[:-1].split("\n")
+        if record["level"].name != "DEBUG":
+            assert more == [], repr(line)
+        assert all(extra.startswith("  ") for extra in more), repr(line)
 
 
 def test_correlation_id_of_a_refused_event_is_flattened(start_service, log_records):

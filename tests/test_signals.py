@@ -117,3 +117,36 @@ def test_off_the_main_thread_it_raises_a_lifecycle_error(host: PluginHost,
                                                          background: Any) -> None:
     with pytest.raises(errors.LifecycleError, match="main thread"):
         background(drain_on_signals, host).result(HANG)
+
+
+def test_a_raising_on_signal_is_logged_redacted_without_frame_values(
+        host: PluginHost, start_service: Any, handlers: None) -> None:
+    from loguru import logger
+
+    start_service("svc", Cooperative(0))
+    lines: list[str] = []
+    logged = threading.Event()
+
+    def sink(message: Any) -> None:
+        lines.append(str(message))
+        if "handling raised" in message.record["message"]:
+            logged.set()
+
+    def on_signal(name: str, forced: bool) -> None:
+        api_key = "l0cal-s3cr3t"  # noqa: F841 - a frame's value, for diagnose=True
+        raise ValueError("token=s3cr3t-in-text")
+
+    logger.enable("plugin_service")
+    sink_id = logger.add(sink, level="DEBUG", filter="plugin_service", diagnose=True,
+                         backtrace=True, format="{message}\n{exception}")
+    try:
+        with drain_on_signals(host, signals=[signal.SIGTERM], on_signal=on_signal) as stop:
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert stop.wait(HANG)
+            assert logged.wait(HANG)
+    finally:
+        logger.remove(sink_id)
+        logger.disable("plugin_service")
+    written = "\n".join(lines)
+    assert "ValueError: token=***" in written and "in on_signal" in written
+    assert "s3cr3t-in-text" not in written and "l0cal-s3cr3t" not in written, written

@@ -38,9 +38,13 @@ class _Stream:
             self.broken = True
 
 
+# Shown in the message itself ("service 'greeter': ..."), so not again as extras.
+_IN_MESSAGE = ("service", "tool")
+
+
 def _log_format(record: Record) -> str:
     extra = "".join(f"{key}={{extra[{key}]}} " for key, value in record["extra"].items()
-                    if value is not None)
+                    if value is not None and key not in _IN_MESSAGE)
     return ("{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name} | " + extra
             + "{message}\n{exception}")
 

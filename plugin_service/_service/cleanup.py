@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from .._diagnostics import Diagnostic
 from .._guarded import describe
+from .._logs import log_traceback
 from .core import _IDLE, _IN_CLEANUP, _K, _monotonic
 from .stopping import Stopping
 
@@ -54,6 +55,7 @@ class CleanUp(Stopping):
             text = None
         except BaseException as exc:
             text = describe(exc)
+            log_traceback(self._log, "%s after the failure raised %s" % (call, text), exc)
         with self._lock:
             self._clean_ups.pop(life, None)
             if self._life == life and self._phase is _IN_CLEANUP:

@@ -57,10 +57,17 @@ _IN_CLEANUP = "on_failure()"  # or stop(), when the plugin has no on_failure
 
 
 def _named(record: Any) -> None:
-    record["name"] = __package__  # what every service record was named before the split
+    """Every record of a service: one logger name, whichever part logs it (what
+    they were named before the split), and the service's name at the head of the
+    message, which loguru's default format shows (``extra`` it does not). A
+    patcher runs only for a record some sink takes, after its message is made,
+    so a record nobody takes costs nothing more."""
+    record["name"] = __package__
+    service = record["extra"].get("service")
+    if isinstance(service, str):  # str's own repr: a subclass's cannot run here
+        record["message"] = "service %s: %s" % (str.__repr__(service), record["message"])
 
 
-# Every record of a service carries one logger name, whichever part logs it.
 _logger = logger.patch(_named)
 
 

@@ -12,8 +12,9 @@ from .. import errors
 from .._diagnostics import DeadLetter, Diagnostic, DiagnosticKind, DispatchCounters, ServiceStatus
 from .._events import IngressEvent
 from .._guarded import describe
+from .._logs import LazyTraceback
 from .._redact import sanitize
-from .core import _K, _UTC, Deferred, ServiceCore
+from .core import _K, _UTC, Deferred, ServiceCore, _logger
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._future import DispatchFuture
@@ -41,6 +42,37 @@ class Failure:
     def raised(cls, value: BaseException, fatal: bool = False) -> "Failure":
         """The handler raised ``value`` (``fatal``: its plugin cannot serve more)."""
         return cls("handler raised %s" % describe(value), value, fatal=fatal)
+
+
+class _HandlerTraceback(LazyTraceback):
+    """The traceback of a failed event's last exception, with the service and
+    correlation id its other records carry (loguru's ``lazy`` calls each)."""
+
+    __slots__ = ("_service", "_cid")
+
+    def __init__(self, head: str, exc: BaseException, service: str,
+                 cid: Optional[str]) -> None:
+        self.head = head  # as LazyTraceback.__init__ does, one call fewer per failure
+        self.exc = exc
+        self._service = service
+        self._cid = cid
+
+    def service(self) -> str:
+        return self._service
+
+    def correlation_id(self) -> Optional[str]:
+        return self._cid
+
+
+# Made once: a failure storm with logging off pays one call that returns at
+# loguru's first check, and no logger built per event (``bind`` costs ~1 us).
+_lazy = _logger.opt(lazy=True)
+
+
+def _log_handler_traceback(note: _HandlerTraceback) -> None:
+    """A ``Deferred`` call, after the lock and before the event's future resolves:
+    its redacted traceback at DEBUG, formatted only if a sink takes the record."""
+    _lazy.debug("{}", note, service=note.service, correlation_id=note.correlation_id)
 
 
 def _is_instance(value: Any, types: Any) -> bool:
@@ -98,14 +130,17 @@ class Ledger(ServiceCore):
     def _dispatch_failed(self, future: DispatchFuture, event: Any, failure: Failure,
                          later: Deferred) -> Diagnostic:
         """Record a failed event (lock held): diagnostic, dead letter (``event``, the
-        last attempt), and, in ``later``, the ``DispatchFailed`` its future gets
-        once the lock is released."""
+        last attempt), and, in ``later``, once the lock is released: the DEBUG
+        record of the exception's traceback, then the ``DispatchFailed`` its
+        future gets."""
         why, cause = failure.why, failure.cause
         diagnostic = self._note(_K.DISPATCH_FAILED, why, future._cid)
         self._dead_letter(event, diagnostic)
         error = errors.DispatchFailed("service %r: %s" % (self.name, why),
                                       service=self.name)
         error.__cause__ = cause
+        later.add(_log_handler_traceback,
+                  _HandlerTraceback(why, cause, self.name, diagnostic.correlation_id))
         later.add(future.set_exception, error)
         return diagnostic
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional, Tuple, cast
 
 from .. import errors
 from .._guarded import describe, failure_log
+from .._logs import log_traceback
 from .cleanup import CleanUp
 from .core import (
     _FAILED,
@@ -59,6 +60,7 @@ class Worker(CleanUp):
             ingresses = {ingress.name: ingress for ingress in getattr(plugin, "ingresses", ())}
         except BaseException as exc:
             text = describe(exc)
+            log_traceback(self._log, "start() raised %s" % text, exc)  # before the lock
             later = Deferred()
             with self._lock:
                 if self._life == life and self._phase is _IN_START:
@@ -96,7 +98,9 @@ class Worker(CleanUp):
         try:
             plugin.stop()
         except BaseException as exc:
-            self._log.warning("stop() after a late start() raised {}", describe(exc))
+            text = describe(exc)
+            self._log.warning("stop() after a late start() raised {}", text)
+            log_traceback(self._log, "stop() after a late start() raised %s" % text, exc)
 
     def _stop_plugin(self, life: int, plugin: Any) -> None:
         """After the loop: call ``plugin.stop()`` if the service is stopping."""
@@ -112,7 +116,10 @@ class Worker(CleanUp):
             error: Optional[BaseException] = None
         except BaseException as exc:
             error = exc
-        text = None if error is None else describe(error)
+        text = None
+        if error is not None:
+            text = describe(error)
+            log_traceback(self._log, "stop() raised %s" % text, error)
         with self._lock:
             if self._life != life or self._state is not _STOPPING:
                 return
