@@ -41,7 +41,7 @@ def entry_points(group: str) -> Iterable[Any]:
     if hasattr(found, "select"):
         selected = found.select(group=group)
     else:  # Python 3.9: a dict of group -> entry points
-        selected = found.get(group, ())  # type: ignore[arg-type]
+        selected = found.get(group, ())  # type: ignore[arg-type, unused-ignore]
     seen = set()
     for entry in selected:
         if entry.name not in seen:
