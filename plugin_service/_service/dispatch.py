@@ -79,6 +79,7 @@ class SerialDispatcher:
         items = service._items
         timeout = service._config.dispatch_timeout
         retry = service._config.retry
+        timed = service._timed  # ServiceConfig.latency_histograms
         future: Any = None  # a DispatchFuture, or a posted event (_Posted)
         ctx = DispatchContext(None)
         ok = True
@@ -94,6 +95,8 @@ class SerialDispatcher:
                         # _idle) rewrites the fields it would clear.
                         service._succeeded += 1
                         service._consecutive_failures = 0
+                        if timed:
+                            service._observe_latency(future)
                         if type(future) is not _Posted:  # nobody waits on a post
                             later.add(future.set_result, value)
                         settled = True
@@ -121,10 +124,14 @@ class SerialDispatcher:
                 ok, value = True, None
                 continue
             if timeout is not None:
-                # _start_deadline's common case, inline (see there).
-                deadline = ctx.deadline = service._deadline = _monotonic() + timeout
+                # _start_deadline's common case, inline (see there); its clock
+                # read is also when the handler began (_started).
+                started = service._started = _monotonic()
+                deadline = ctx.deadline = service._deadline = started + timeout
                 if service._timer_at is None:
                     service._arm_for(future, deadline)
+            elif timed:
+                service._started = _monotonic()
             try:
                 value = handle(future.event, ctx)
                 ok = True

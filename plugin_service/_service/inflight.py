@@ -16,6 +16,7 @@ from .. import errors
 from .._context import DispatchContext
 from .._future import DispatchFuture
 from .._guarded import describe
+from .._latency import FOLD_AT as _FOLD_AT
 from .core import _IDLE, _IN_DISPATCH, _K, _RUNNING, _STOPPING, Deferred, _monotonic
 from .mailbox import Mailbox
 
@@ -66,14 +67,16 @@ class InFlight(Mailbox):
 
     def _start_deadline(self, future: DispatchFuture, ctx: DispatchContext,
                         timeout: float) -> None:
-        """Start the dispatch deadline as the handler is invoked.
+        """Start the dispatch deadline as the handler is invoked (and note when:
+        ``_started``, which a worker without a timeout writes itself).
 
         It is set after the previous event's done-callbacks ran, so a slow callback
         can never time out an event whose handler has not started. Writing the
         deadline before reading ``_timer_at`` pairs with the watchdog, which clears
         ``_timer_at`` before reading the deadline: one of the two always arms.
         """
-        deadline = ctx.deadline = _monotonic() + timeout
+        started = self._started = _monotonic()
+        deadline = ctx.deadline = started + timeout
         self._deadline = deadline
         if self._timer_at is None:
             self._arm_for(future, deadline)
@@ -91,6 +94,17 @@ class InFlight(Mailbox):
         self._current_ctx = None
         self._deadline = None
         self._phase = _IDLE
+
+    def _observe_latency(self, future: Any) -> None:
+        """``latency_histograms``: the queue wait and handler time of the event in
+        flight, settled now with an outcome of its handler's (lock held)."""
+        started = self._started
+        waits = self._queue_waits
+        waits.append(started - future._queued_at)
+        self._handler_times.append(_monotonic() - started)
+        if len(waits) >= _FOLD_AT:
+            waits.fold()
+            self._handler_times.fold()
 
     def _settle(self, future: DispatchFuture, ok: bool, value: Any, later: Deferred) -> None:
         """Record the outcome of the event in flight (lock held); ``later`` gets
@@ -111,6 +125,8 @@ class InFlight(Mailbox):
             if pending is not None:
                 self._fail(pending, later, clean_up=ok or not value.fatal)
             return
+        if self._timed:
+            self._observe_latency(future)
         if ok:
             self._succeeded += 1
             self._consecutive_failures = 0
@@ -139,9 +155,10 @@ class InFlight(Mailbox):
         if self._producers_waiting and not self._room_signalled:
             self._room_signalled = True
             self._not_full.notify_all()
+        started = self._started = _monotonic()  # its handler began when its turn came
         timeout = self._config.dispatch_timeout
         if timeout is not None:
-            deadline = ctx.deadline = self._deadline = _monotonic() + timeout
+            deadline = ctx.deadline = self._deadline = started + timeout
             self._arm(deadline)
 
     def _unpromote(self, future: DispatchFuture) -> None:
