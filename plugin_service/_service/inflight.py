@@ -173,7 +173,8 @@ class InFlight(Mailbox):
     def _settle_detached(self, future: DispatchFuture, ok: bool, value: Any,
                          later: Deferred) -> None:
         """The outcome of an event that ran although it was never the one in flight
-        (it began just before its batch was closed, lock held)."""
+        (it began just before its batch was closed, lock held). The latency
+        histograms leave it out: when its handler began is not known."""
         self._room += 1
         self._dispatched += 1
         if self._producers_waiting:
