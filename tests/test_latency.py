@@ -186,3 +186,24 @@ def test_tool_call_time_runs_from_admission(host: Any, make_gate: Any) -> None:
     assert time.monotonic() - admitted >= HELD
     call_time, counters = _call_times(host, "gated")
     assert counters.succeeded == call_time.count == 1 and call_time.sum >= HELD
+
+
+def test_posted_and_batched_events_are_observed_like_submitted_ones(
+        start_service: Any) -> None:
+    handle = start_service("batches", Echo(), queue_size=64, latency_histograms=True)
+    began = time.monotonic()
+    handle.post(event(1))
+    handle.post_many([event(2), event(3)])
+    with pytest.raises(errors.BatchRejected) as rejected:  # the valid one is queued
+        handle.submit_many([event(4), event(5, ingress="no such ingress")])
+    accepted = rejected.value.results[0]
+    futures = handle.submit_many([event(6), event(7)])
+    # FIFO: once the last one is done, every one before it is.
+    assert [outcome(future) for future in [accepted] + futures] == [4, 6, 7]
+    status = handle.status()
+    assert_invariants(status)
+    assert status.counters.succeeded == 6
+    elapsed = time.monotonic() - began
+    for histogram in (status.queue_wait, status.handler_time):
+        assert histogram is not None and histogram.count == 6
+        assert histogram.sum <= 6 * elapsed  # each timed from its acceptance

@@ -118,11 +118,11 @@ class PipelineDispatcher:
         meanwhile) goes back to the queue, and the rest is recalled."""
         service, proxy, sent, timeout = self._service, self._proxy, self._sent, self._timeout
         head, head_ctx = sent[0]
-        if sends[0][0] is head:  # its turn begins: its deadline (and _started)
+        if sends[0][0] is head:  # its turn begins: when (latency histograms), its deadline
+            if service._timed:
+                service._started = _monotonic()
             if timeout is not None:
                 service._start_deadline(head, head_ctx, timeout)
-            elif service._timed:
-                service._started = _monotonic()
         count = 0
         for future, ctx in sends:
             if count and not service._dispatching():  # stopped or failed meanwhile

@@ -75,11 +75,9 @@ class SerialDispatcher:
         # local (an extra call or attribute hop per event is measurable here).
         service = self._service
         handle = self._plugin.handle_ingress  # read here: a plugin without one crashes the worker
-        lock = service._lock
-        items = service._items
-        timeout = service._config.dispatch_timeout
-        retry = service._config.retry
-        timed = service._timed  # ServiceConfig.latency_histograms
+        lock, items = service._lock, service._items
+        timeout, retry = service._config.dispatch_timeout, service._config.retry
+        timed = service._timed  # latency_histograms: _settle observes every outcome
         future: Any = None  # a DispatchFuture, or a posted event (_Posted)
         ctx = DispatchContext(None)
         ok = True
@@ -90,13 +88,11 @@ class SerialDispatcher:
                 if service._life != life:
                     return  # abandoned after a stuck handler; its event was decided
                 if future is not None:
-                    if ok and not service._timed_out_current:
+                    if ok and not service._timed_out_current and not timed:
                         # _settle's success case, inline: the next _take (or
                         # _idle) rewrites the fields it would clear.
                         service._succeeded += 1
                         service._consecutive_failures = 0
-                        if timed:
-                            service._observe_latency(future)
                         if type(future) is not _Posted:  # nobody waits on a post
                             later.add(future.set_result, value)
                         settled = True
@@ -124,14 +120,12 @@ class SerialDispatcher:
                 ok, value = True, None
                 continue
             if timeout is not None:
-                # _start_deadline's common case, inline (see there); its clock
-                # read is also when the handler began (_started).
-                started = service._started = _monotonic()
-                deadline = ctx.deadline = service._deadline = started + timeout
+                # _start_deadline's common case, inline (see there).
+                deadline = ctx.deadline = service._deadline = _monotonic() + timeout
                 if service._timer_at is None:
                     service._arm_for(future, deadline)
-            elif timed:
-                service._started = _monotonic()
+            if timed:
+                service._started = _monotonic()  # when its handler began
             try:
                 value = handle(future.event, ctx)
                 ok = True

@@ -67,16 +67,14 @@ class InFlight(Mailbox):
 
     def _start_deadline(self, future: DispatchFuture, ctx: DispatchContext,
                         timeout: float) -> None:
-        """Start the dispatch deadline as the handler is invoked (and note when:
-        ``_started``, which a worker without a timeout writes itself).
+        """Start the dispatch deadline as the handler is invoked.
 
         It is set after the previous event's done-callbacks ran, so a slow callback
         can never time out an event whose handler has not started. Writing the
         deadline before reading ``_timer_at`` pairs with the watchdog, which clears
         ``_timer_at`` before reading the deadline: one of the two always arms.
         """
-        started = self._started = _monotonic()
-        deadline = ctx.deadline = started + timeout
+        deadline = ctx.deadline = _monotonic() + timeout
         self._deadline = deadline
         if self._timer_at is None:
             self._arm_for(future, deadline)
@@ -94,17 +92,6 @@ class InFlight(Mailbox):
         self._current_ctx = None
         self._deadline = None
         self._phase = _IDLE
-
-    def _observe_latency(self, future: Any) -> None:
-        """``latency_histograms``: the queue wait and handler time of the event in
-        flight, settled now with an outcome of its handler's (lock held)."""
-        started = self._started
-        waits = self._queue_waits
-        waits.append(started - future._queued_at)
-        self._handler_times.append(_monotonic() - started)
-        if len(waits) >= _FOLD_AT:
-            waits.fold()
-            self._handler_times.fold()
 
     def _settle(self, future: DispatchFuture, ok: bool, value: Any, later: Deferred) -> None:
         """Record the outcome of the event in flight (lock held); ``later`` gets
@@ -126,7 +113,13 @@ class InFlight(Mailbox):
                 self._fail(pending, later, clean_up=ok or not value.fatal)
             return
         if self._timed:
-            self._observe_latency(future)
+            started = self._started
+            waits = self._queue_waits
+            waits.append(started - future._queued_at)
+            self._handler_times.append(_monotonic() - started)
+            if len(waits) >= _FOLD_AT:
+                waits.fold()
+                self._handler_times.fold()
         if ok:
             self._succeeded += 1
             self._consecutive_failures = 0
