@@ -93,6 +93,17 @@ class InFlight(Mailbox):
         self._deadline = None
         self._phase = _IDLE
 
+    def _observe_latency(self, future: Any) -> None:
+        """``latency_histograms``: the queue wait and handler time of the event in
+        flight, whose handler's outcome is settled now (lock held)."""
+        started = self._started
+        waits = self._queue_waits
+        waits.append(started - future._queued_at)
+        self._handler_times.append(_monotonic() - started)
+        if len(waits) >= _FOLD_AT:
+            waits.fold()
+            self._handler_times.fold()
+
     def _settle(self, future: DispatchFuture, ok: bool, value: Any, later: Deferred) -> None:
         """Record the outcome of the event in flight (lock held); ``later`` gets
         what resolves its future once the lock is released (nothing when the
@@ -113,13 +124,7 @@ class InFlight(Mailbox):
                 self._fail(pending, later, clean_up=ok or not value.fatal)
             return
         if self._timed:
-            started = self._started
-            waits = self._queue_waits
-            waits.append(started - future._queued_at)
-            self._handler_times.append(_monotonic() - started)
-            if len(waits) >= _FOLD_AT:
-                waits.fold()
-                self._handler_times.fold()
+            self._observe_latency(future)
         if ok:
             self._succeeded += 1
             self._consecutive_failures = 0
