@@ -22,6 +22,7 @@ from ._discovery import LoadReport
 from ._events import Ingress, IngressEvent
 from ._future import DispatchFuture
 from ._host import PluginHost
+from ._latency import LatencyHistogram
 from ._lifecycle import LifecycleState
 from ._logs import disable_unless_chosen as _disable_unless_chosen
 from ._logs import log_to_stdlib
@@ -57,6 +58,7 @@ __all__ = [
     "DeadLetter",
     "ToolCounters",
     "ToolStatus",
+    "LatencyHistogram",
     "LoadReport",
     "RayBackend",
     "drain_on_signals",

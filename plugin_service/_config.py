@@ -77,3 +77,7 @@ class ServiceConfig:
         default=None,
         validator=attrs.validators.optional(attrs.validators.instance_of(RestartPolicy)),
     )
+    #: Keep the ``queue_wait`` and ``handler_time`` histograms (off by default:
+    #: three clock reads and two observations per event, see the README's Metrics).
+    latency_histograms: bool = attrs.field(
+        default=False, validator=attrs.validators.instance_of(bool))

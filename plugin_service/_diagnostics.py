@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import functools
 from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 import attrs
 
+from ._latency import LatencyHistogram
 from ._lifecycle import LifecycleState
 from ._redact import REDACTED, sanitize, secret_key, shown_id
 
@@ -20,6 +22,7 @@ __all__ = [
     "ToolStatus",
     "HostStatus",
     "DeadLetter",
+    "REJECTION_REASONS",
     "jsonable",
 ]
 
@@ -266,9 +269,20 @@ class DispatchCounters:
     retried: int = 0
 
 
+#: Why ``submit`` refused an event: the ``kind`` of the error it raised.
+REJECTION_REASONS: Tuple[DiagnosticKind, ...] = (
+    DiagnosticKind.QUEUE_FULL, DiagnosticKind.INVALID_EVENT,
+    DiagnosticKind.SERVICE_UNAVAILABLE, DiagnosticKind.SERVICE_STOPPED,
+    DiagnosticKind.SERVICE_FAILED)
+
+
 @attrs.frozen
 class ServiceStatus:
-    """One consistent snapshot of a service, as returned by ``ServiceHandle.status()``."""
+    """One consistent snapshot of a service, as returned by ``ServiceHandle.status()``.
+
+    ``rejections`` splits ``counters.rejected`` by the rejecting error's ``kind``;
+    ``queue_wait`` and ``handler_time`` are None unless ``latency_histograms``.
+    """
 
     name: str
     state: LifecycleState
@@ -284,6 +298,10 @@ class ServiceStatus:
     plugin_status: Optional[Mapping[str, Any]] = attrs.field(
         default=None, converter=_plugin_status, metadata={_DATA: True})
     restarts: int = 0
+    rejections: Mapping[DiagnosticKind, int] = attrs.field(
+        factory=functools.partial(dict.fromkeys, REJECTION_REASONS, 0), metadata={_NAMES: True})
+    queue_wait: Optional[LatencyHistogram] = None
+    handler_time: Optional[LatencyHistogram] = None
 
     def to_dict(self) -> Dict[str, Any]:
         """A dict of plain JSON types that ``json.dumps`` accepts; never raises."""
@@ -319,6 +337,7 @@ class ToolStatus:
     Each of them holds a bulkhead slot: ``in_flight + overdue <= max_concurrency``.
     ``abandoned`` counts the calls ``close()`` stopped waiting for because they were
     still running past their bound (their threads are left behind).
+    ``call_time``: admission -> outcome of every call that succeeded, failed or timed out.
     """
 
     name: str
@@ -328,6 +347,7 @@ class ToolStatus:
     last_error: Optional[Diagnostic]
     overdue: int = 0
     abandoned: int = 0
+    call_time: LatencyHistogram = attrs.field(factory=LatencyHistogram)
 
     def to_dict(self) -> Dict[str, Any]:
         """A dict of plain JSON types; never raises."""

@@ -169,6 +169,10 @@ class DispatchFuture(GuardedFuture[ResultT]):
     # a waiter either finds the future settled or is notified through the
     # condition like with any Future.
 
+    #: When its service accepted it, for the queue-wait histogram: stamped by
+    #: ``submit`` only when the service keeps latency histograms.
+    _queued_at = 0.0
+
     def __init__(self, event: IngressEvent, owner: Any = None) -> None:
         self._cond: Optional[threading.Condition] = None
         self._state = PENDING

@@ -28,6 +28,7 @@ from ._checks import non_negative, positive_int
 from ._context import ToolContext
 from ._diagnostics import Diagnostic, DiagnosticKind, ToolCounters, ToolStatus
 from ._guarded import describe
+from ._latency import LatencyRecorder
 from ._lifecycle import LifecycleState
 from ._logs import log_traceback
 from ._pool import ToolPool
@@ -58,10 +59,10 @@ class _Call:
     """
 
     __slots__ = ("tool", "future", "ctx", "request", "decided", "started", "timer",
-                 "timeout", "thread_id")
+                 "timeout", "thread_id", "admitted")
 
     def __init__(self, tool: "Tool", request: Any, deadline: Optional[float],
-                 timeout: Optional[float]) -> None:
+                 timeout: Optional[float], admitted: float) -> None:
         self.tool = tool
         self.future = ToolFuture(self)
         self.ctx = ToolContext(request, deadline)
@@ -71,6 +72,7 @@ class _Call:
         self.timer: Any = None
         self.timeout = timeout
         self.thread_id = 0  # the thread running it, once started
+        self.admitted = admitted  # when submit_tool took it (its call time starts)
 
     def run(self) -> None:
         """On a pool thread (the pool's unit of work); never raises."""
@@ -106,6 +108,7 @@ class Tool:
         self._abandoned = 0
         self._last_error: Optional[Diagnostic] = None
         self._pending: "set[_Call]" = set()  # the calls holding a bulkhead slot
+        self._call_times = LatencyRecorder()  # admission -> outcome
         self._closing = False
 
     # ------------------------------------------------------------ reading
@@ -121,6 +124,7 @@ class Tool:
                 last_error=self._last_error,
                 overdue=overdue,
                 abandoned=self._abandoned,
+                call_time=self._call_times.snapshot(),
             )
 
     def _note(self, kind: DiagnosticKind, message: str) -> None:
@@ -150,8 +154,9 @@ class Tool:
         queued behind a full pool, the caller would wait on itself.
         """
         timeout = self._timeout if timeout is None else non_negative("timeout", timeout)
-        deadline = None if timeout is None else _monotonic() + timeout
-        call = _Call(self, request, deadline, timeout)
+        now = _monotonic()
+        deadline = None if timeout is None else now + timeout
+        call = _Call(self, request, deadline, timeout, now)
         with self._lock:
             if self._closing:
                 raise errors.HostClosed("host is closed; tool %r not called" % self.name)
@@ -206,6 +211,7 @@ class Tool:
             if call.decided:
                 return  # the caller already has its ToolTimeout
             self._decide(call)
+            self._call_times.observe(_monotonic() - call.admitted)
             if error is None:
                 self._succeeded += 1
             else:
@@ -231,6 +237,7 @@ class Tool:
             self._decide(call)
             call.ctx._cancel()
             self._timed_out += 1
+            self._call_times.observe(_monotonic() - call.admitted)
             self._note(_K.TOOL_TIMEOUT, "tool %r did not answer within %.3gs%s" % (
                 self.name, call.timeout or 0.0, "" if call.started else " (never started)"))
             if not call.started:
@@ -317,10 +324,12 @@ class Tool:
             running = [c for c in self._pending if c.started and c.thread_id != me]
             self._abandoned += len(running)
             undecided: List[_Call] = []
+            now = _monotonic()
             for call in running:
                 if not call.decided:
                     self._decide(call)
                     self._timed_out += 1
+                    self._call_times.observe(now - call.admitted)
                     undecided.append(call)
             if undecided:
                 self._note(_K.TOOL_TIMEOUT, "tool %r: %d calls still running when the "

@@ -443,4 +443,6 @@ def test_run_serves_metrics_on_the_metrics_port(spawn: Any) -> None:
         text = response.read().decode()
     assert 'plugin_service_service_succeeded_total{service="echo"} 1.0' in text
     assert 'plugin_service_service_state{service="echo",state="running"} 1.0' in text
+    # Served metrics turn the services' latency histograms on.
+    assert 'plugin_service_service_handler_seconds_count{service="echo"} 1.0' in text
     assert child.finish()[0] == 0

@@ -565,6 +565,77 @@ def test_failed_timed_out_and_dropped_events_become_dead_letters(
                      timed_out.correlation_id: DiagnosticKind.DISPATCH_TIMEOUT}
 
 
+# ---------------------------------------------------------------- metrics
+def test_rejections_are_counted_by_the_reason_submit_gave(host: PluginHost, start: Start,
+                                                         gates: BackendGates) -> None:
+    ready = host.add_service("ready", OpScripted)
+    with pytest.raises(errors.ServiceUnavailable):
+        ready.submit(event("echo"))
+    failing = start(name="failing", fail_after=1)
+    failure_of(failing.submit(event("raise", "bad")))
+    with pytest.raises(errors.ServiceFailed):
+        failing.submit(event("echo"))
+    svc = start(queue_size=1, fail_after=None)
+    gate = gates.new()
+    held = svc.submit(event("gate", gate))
+    assert gate.entered()
+    queued = svc.submit(event("echo", "queued"))
+    for _ in range(2):
+        with pytest.raises(errors.QueueFull):
+            svc.submit(event("echo", "one too many"))
+    with pytest.raises(errors.InvalidEvent):
+        svc.submit(event("echo", ingress="no such ingress"))
+    gate.open()
+    assert (held.result(PROCESS_HANG), queued.result(PROCESS_HANG)) == ("released", "queued")
+    svc.stop(timeout=PROCESS_HANG)
+    with pytest.raises(errors.ServiceStopped):
+        svc.submit(event("echo"))
+
+    def by_reason(handle: ServiceHandle) -> dict:
+        status = handle.status()
+        assert sum(status.rejections.values()) == status.counters.rejected
+        return {str(kind): n for kind, n in status.rejections.items() if n}
+
+    assert by_reason(ready) == {"service_unavailable": 1}
+    assert by_reason(failing) == {"service_failed": 1}
+    assert by_reason(svc) == {"queue_full": 2, "invalid_event": 1, "service_stopped": 1}
+    assert set(svc.status().rejections) == {
+        DiagnosticKind.QUEUE_FULL, DiagnosticKind.INVALID_EVENT,
+        DiagnosticKind.SERVICE_UNAVAILABLE, DiagnosticKind.SERVICE_STOPPED,
+        DiagnosticKind.SERVICE_FAILED}
+
+
+#: How long a test holds a handler so that a duration is known to be at least that.
+HELD = 0.05
+
+
+def test_latency_histograms_observe_queue_wait_and_handler_time(start: Start,
+                                                               gates: BackendGates) -> None:
+    svc = start(latency_histograms=True, fail_after=None)
+    gate = gates.new()
+    held = svc.submit(event("gate", gate))
+    assert gate.entered()
+    behind = [svc.submit(event("echo", 1)), svc.submit(event("raise", "counted too"))]
+    accepted = time.monotonic()
+    # Not a synchronisation: the held handler and the two events queued behind it
+    # are known to take at least HELD, whatever the scheduling, once it has passed.
+    time.sleep(HELD)
+    gate.open()
+    assert held.result(PROCESS_HANG) == "released"
+    for future in behind:
+        future.exception(PROCESS_HANG)
+    assert time.monotonic() - accepted >= HELD
+    status = svc.status()
+    wait, run = status.queue_wait, status.handler_time
+    assert wait is not None and run is not None
+    assert wait.count == run.count == status.counters.succeeded + status.counters.failed == 3
+    assert [bound for bound, _ in wait.buckets] == [bound for bound, _ in run.buckets]
+    # The two queued behind waited at least HELD; the held one ran at least HELD.
+    assert all(n <= 1 for bound, n in wait.buckets if bound < HELD), wait
+    assert all(n <= 2 for bound, n in run.buckets if bound < HELD), run
+    assert wait.sum >= 2 * HELD and run.sum >= HELD
+
+
 # ------------------------------------------------------------------ close
 def test_close_drains_stops_every_service_and_refuses_more(backend: str,
                                                            host: PluginHost,

@@ -19,8 +19,15 @@ import pytest
 
 pytest.importorskip("prometheus_client")
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import DuplicateTimeseries
 
+import plugin_service
 from plugin_service import (
     DispatchContext,
     Ingress,
@@ -32,7 +39,7 @@ from plugin_service import (
     ToolContext,
     errors,
 )
-from plugin_service.metrics import MetricsServer, serve_metrics
+from plugin_service.metrics import MetricsServer, PluginHostCollector, serve_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 10.0
@@ -69,10 +76,12 @@ def _event(**payload: Any) -> IngressEvent:
 
 
 def populate(held: Held) -> PluginHost:
-    """``busy``: 2 succeeded, 1 failed, 1 rejected, 1 in flight, 2 queued (capacity 8);
-    ``idle``: never started; tool ``lookup``: 1 succeeded, 1 failed."""
+    """``busy``: 2 succeeded, 1 failed, 1 rejected (invalid), 1 in flight, 2 queued
+    (capacity 8), latency histograms kept; ``idle``: never started, none kept;
+    tool ``lookup``: 1 succeeded, 1 failed."""
     host = PluginHost()
-    busy = host.add_service("busy", held, ServiceConfig(queue_size=8, fail_after=None))
+    busy = host.add_service("busy", held, ServiceConfig(queue_size=8, fail_after=None,
+                                                        latency_histograms=True))
     host.add_service("idle", Held, ServiceConfig(queue_size=3))
     host.add_tool("lookup", lookup)
     busy.start(timeout=TIMEOUT)
@@ -133,7 +142,10 @@ def own() -> Iterator[tuple[PluginHost, Held, MetricsServer]]:
 
 def scrape(server: MetricsServer) -> Samples:
     with urllib.request.urlopen(server.url, timeout=TIMEOUT) as response:
-        text = response.read().decode()
+        return samples_of(response.read().decode())
+
+
+def samples_of(text: str) -> Samples:
     return {(sample.name, frozenset(sample.labels.items())): sample.value
             for family in text_string_to_metric_families(text) for sample in family.samples}
 
@@ -232,3 +244,175 @@ def test_importing_plugin_service_does_not_import_prometheus_client() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=TIMEOUT,
                           check=False)
     assert done.returncode == 0
+
+
+# ------------------------------------------------------- rejections by reason
+REASONS = ["queue_full", "invalid_event", "service_unavailable", "service_stopped",
+           "service_failed"]
+
+
+def test_scrape_reports_rejections_by_reason_summing_to_rejected(
+        host: PluginHost, server: MetricsServer) -> None:
+    samples = scrape(server)
+    for name, status in host.status().services.items():
+        by_reason = {reason: value(samples, "plugin_service_service_rejected_by_reason_total",
+                                   service=name, reason=reason) for reason in REASONS}
+        assert sum(by_reason.values()) == value(
+            samples, "plugin_service_service_rejected_total", service=name)
+        assert by_reason == {str(kind): n for kind, n in status.rejections.items()}
+    busy = {reason: value(samples, "plugin_service_service_rejected_by_reason_total",
+                          service="busy", reason=reason) for reason in REASONS}
+    assert busy == {**dict.fromkeys(REASONS, 0), "invalid_event": 1}
+
+
+def test_back_pressure_is_told_apart_from_client_bugs(
+        own: tuple[PluginHost, Held, MetricsServer]) -> None:
+    host, _held, server = own
+    busy = host.service("busy")
+    for n in range(6):  # 2 queued + 6 = the capacity of 8
+        busy.submit(_event(n=n))
+    with pytest.raises(errors.QueueFull):
+        busy.submit(_event(n="one too many"))
+    samples = scrape(server)
+    reasons = {reason: value(samples, "plugin_service_service_rejected_by_reason_total",
+                             service="busy", reason=reason) for reason in REASONS}
+    assert (reasons["queue_full"], reasons["invalid_event"]) == (1, 1)
+    assert value(samples, "plugin_service_service_rejected_total", service="busy") == 2
+
+
+# ------------------------------------------------------------------ histograms
+def _histogram_samples(samples: Samples, name: str, **labels: str) -> tuple:
+    buckets = {dict(key)["le"]: v for (sample, key), v in samples.items()
+               if sample == name + "_bucket"
+               and {k: x for k, x in dict(key).items() if k != "le"} == labels}
+    return buckets, value(samples, name + "_count", **labels), value(samples, name + "_sum",
+                                                                      **labels)
+
+
+def test_scrape_reports_the_latency_histograms_of_host_status(
+        host: PluginHost, server: MetricsServer) -> None:
+    samples = scrape(server)
+    busy = host.status().services["busy"]
+    for field, name in (("queue_wait", "plugin_service_service_queue_wait_seconds"),
+                        ("handler_time", "plugin_service_service_handler_seconds")):
+        histogram = getattr(busy, field)
+        assert histogram is not None and histogram.count == 3  # 2 succeeded, 1 failed
+        buckets, count, total = _histogram_samples(samples, name, service="busy")
+        assert buckets == {**{repr(bound): n for bound, n in histogram.buckets},
+                           "+Inf": histogram.count}
+        assert (count, total) == (histogram.count, pytest.approx(histogram.sum))
+        assert not any(key[0].startswith(name) and ("service", "idle") in key[1]
+                       for key in samples), "idle keeps no histograms: no series"
+    tool = host.status().tools["lookup"].call_time
+    buckets, count, total = _histogram_samples(samples, "plugin_service_tool_call_seconds",
+                                               tool="lookup")
+    assert count == tool.count == 2 and buckets["+Inf"] == 2
+    assert buckets == {**{repr(bound): n for bound, n in tool.buckets}, "+Inf": 2}
+
+
+# -------------------------------------------------------------- info, labels
+def test_scrape_reports_the_version_as_an_info_metric(server: MetricsServer) -> None:
+    samples = scrape(server)
+    assert value(samples, "plugin_service_info", version=plugin_service.__version__) == 1
+    assert [key for key in samples if key[0] == "plugin_service_info"] == [
+        ("plugin_service_info", frozenset({("version", plugin_service.__version__)}))]
+
+
+def _other_host() -> PluginHost:
+    """A second host with a service named like the populated one's, 1 succeeded."""
+    other = PluginHost()
+    busy = other.add_service("busy", Held, ServiceConfig(latency_histograms=True))
+    busy.start(timeout=TIMEOUT)
+    assert busy.submit(_event(n=1)).result(timeout=TIMEOUT) == {"n": 1}
+    return other
+
+
+def test_two_hosts_share_a_registry_with_a_host_label(host: PluginHost) -> None:
+    other = _other_host()
+    try:
+        collector = PluginHostCollector(host, labels={"host": "first"})
+        collector.add_host(other, labels={"host": "second"})
+        registry = CollectorRegistry(auto_describe=True)
+        registry.register(collector)
+        samples = samples_of(generate_latest(registry).decode())
+        for name, succeeded in (("first", 2), ("second", 1)):
+            assert value(samples, "plugin_service_service_succeeded_total",
+                         host=name, service="busy") == succeeded
+            assert value(samples, "plugin_service_service_queue_wait_seconds_count",
+                         host=name, service="busy") == succeeded + (name == "first")
+            assert value(samples, "plugin_service_info", host=name,
+                         version=plugin_service.__version__) == 1
+        assert value(samples, "plugin_service_tool_calls_total", host="first", tool="lookup") == 2
+        assert all(dict(labels).get("host") in ("first", "second") for _, labels in samples)
+        # One family per name, as OpenMetrics (which Prometheus asks for) requires.
+        families = list(openmetrics_families(generate_openmetrics(registry).decode()))
+        names = [family.name for family in families]
+        assert len(names) == len(set(names))
+    finally:
+        other.close()
+
+
+def test_a_second_collector_in_one_registry_is_refused(host: PluginHost) -> None:
+    other = _other_host()
+    try:
+        registry = CollectorRegistry()
+        registry.register(PluginHostCollector(host, labels={"host": "first"}))
+        with pytest.raises(DuplicateTimeseries):
+            registry.register(PluginHostCollector(other, labels={"host": "second"}))
+    finally:
+        other.close()
+
+
+def test_serve_metrics_labels_every_series_and_serves_added_hosts() -> None:
+    held = Held()
+    host = populate(held)
+    other = _other_host()
+    server = serve_metrics(host, 0, labels={"host": "first", "zone": "a"})
+    try:
+        assert server.collector is not None
+        server.collector.add_host(other, labels={"host": "second", "zone": "a"})
+        samples = scrape(server)
+        assert all(dict(labels).get("zone") == "a" for _, labels in samples)
+        assert value(samples, "plugin_service_service_enqueued_total",
+                     host="first", zone="a", service="busy") == 6
+        assert value(samples, "plugin_service_service_enqueued_total",
+                     host="second", zone="a", service="busy") == 1
+    finally:
+        server.close()
+        held.release.set()
+        other.close()
+        host.close()
+
+
+@pytest.mark.parametrize("labels, error", [
+    ({"service": "x"}, ValueError),  # the collector's own label
+    ({"le": "x"}, ValueError),
+    ({"__host": "x"}, ValueError),  # reserved by Prometheus
+    ({"not a name": "x"}, ValueError),
+    ({"host": 1}, TypeError),
+])
+def test_labels_prometheus_would_refuse_are_refused(host: PluginHost, labels: Any,
+                                                    error: type) -> None:
+    with pytest.raises(error, match="label (name|value|'|\"|.* use)"):
+        PluginHostCollector(host, labels=labels)
+
+
+def test_add_host_needs_the_same_label_names_and_other_values(host: PluginHost) -> None:
+    other = _other_host()
+    try:
+        unlabelled = PluginHostCollector(host)
+        with pytest.raises(ValueError):
+            unlabelled.add_host(other, labels={"host": "second"})
+        collector = PluginHostCollector(host, labels={"host": "first"})
+        for labels in ({"host": "first"}, {"zone": "second"},
+                       {"host": "second", "zone": "a"}):
+            with pytest.raises(ValueError):
+                collector.add_host(other, labels=labels)
+        with pytest.raises(ValueError):
+            collector.add_host(host, labels={"host": "again"})
+        collector.add_host(other, labels={"host": "second"})
+        hosts = {dict(sample.labels).get("host") for family in collector.collect()
+                 for sample in family.samples}
+        assert hosts == {"first", "second"}
+    finally:
+        other.close()

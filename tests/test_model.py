@@ -231,7 +231,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.fail_after = fail_after
         self.handle = self.host.add_service("model", self.factory, ServiceConfig(
             queue_size=QUEUE, dispatch_timeout=TIMEOUT, cancel_grace=HANG,
-            start_timeout=HANG, stop_timeout=HANG, fail_after=fail_after))
+            start_timeout=HANG, stop_timeout=HANG, fail_after=fail_after,
+            latency_histograms=True))
         if start_now:
             self.start()
 
@@ -377,6 +378,9 @@ class LifecycleMachine(RuleBasedStateMachine):
                     counters.dropped) == (self.succeeded, self.failed, self.timed_out,
                                           self.dropped)
             assert counters.dispatched == self.succeeded + self.failed + self.timed_out
+            assert status.queue_wait is not None and status.handler_time is not None
+            assert status.queue_wait.count == status.handler_time.count \
+                == self.succeeded + self.failed
             assert status.queue_depth == 0 and status.in_flight == 0
             assert len(self.host.dead_letters()) == self.failed + self.timed_out + self.dropped
         else:

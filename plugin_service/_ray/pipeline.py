@@ -25,7 +25,7 @@ from .._context import DispatchContext
 from .._future import DispatchFuture
 from .._guarded import describe
 from .._service import Failure, Redelivery
-from .._service.core import _RUNNING, Deferred
+from .._service.core import _RUNNING, Deferred, _monotonic
 from .._service.ledger import _is_instance
 from .proxy import Undeliverable
 
@@ -118,8 +118,11 @@ class PipelineDispatcher:
         meanwhile) goes back to the queue, and the rest is recalled."""
         service, proxy, sent, timeout = self._service, self._proxy, self._sent, self._timeout
         head, head_ctx = sent[0]
-        if timeout is not None and sends[0][0] is head:
-            service._start_deadline(head, head_ctx, timeout)
+        if sends[0][0] is head:  # its turn begins: when (latency histograms), its deadline
+            if service._timed:
+                service._started = _monotonic()
+            if timeout is not None:
+                service._start_deadline(head, head_ctx, timeout)
         count = 0
         for future, ctx in sends:
             if count and not service._dispatching():  # stopped or failed meanwhile

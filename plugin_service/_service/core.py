@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 from loguru import logger
 
 from .._config import ServiceConfig
-from .._diagnostics import Diagnostic, DiagnosticKind
+from .._diagnostics import REJECTION_REASONS, Diagnostic, DiagnosticKind
 from .._guarded import failure_log
+from .._latency import LatencyRecorder
 from .._lifecycle import LifecycleState
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -148,7 +149,8 @@ class ServiceCore:
     taken); ``_timed_out_current`` by the worker between plugin calls (only the
     watchdog sets it, under the lock; the worker re-reads it under the lock when
     it settles); ``_deadline`` written by the worker as the handler is invoked,
-    paired with the watchdog's ``_timer_at`` (see ``_start_deadline``);
+    paired with the watchdog's ``_timer_at`` (see ``_start_deadline``), and
+    ``_started`` with it (only the worker writes it, and reads it when it settles);
     ``_closing`` by ``stop()``; ``_worker`` and ``_phase`` by ``close()`` and
     ``_on_runtime_thread``.
     """
@@ -166,11 +168,12 @@ class ServiceCore:
         "_closing", "_clean_ups", "_clean_ups_on_return", "_status_call", "_forked_from",
         # The event in flight and its timer.
         "_current", "_current_event", "_current_ctx", "_deadline",
-        "_timed_out_current", "_timer_at", "_fail_pending",
+        "_timed_out_current", "_timer_at", "_fail_pending", "_started",
         # The ledger.
         "_enqueued", "_dispatched", "_succeeded", "_failed", "_timed_out", "_rejected",
         "_dropped", "_retried", "_consecutive_failures", "_restarts", "_auto_restarts",
         "_last_error", "_failure", "_failure_life", "_diagnostics",
+        "_rejections", "_timed", "_queue_waits", "_handler_times",
         # A handle still takes attributes of its user's, as it did before it had slots.
         "__dict__", "__weakref__",
     )
@@ -228,6 +231,9 @@ class ServiceCore:
         self._timed_out_current = False  # its outcome was decided by the watchdog
         self._timer_at: Optional[float] = None  # when the armed dispatch timer fires
         self._fail_pending: Optional[Diagnostic] = None
+        # When the one in flight was handed to its handler (written by the worker
+        # as it invokes it, read by the same worker when it settles).
+        self._started = 0.0
 
         self._enqueued = self._dispatched = self._succeeded = 0
         self._failed = self._timed_out = self._rejected = 0
@@ -240,6 +246,12 @@ class ServiceCore:
         self._failure_life = 0  # the life whose failure ``_failure`` is
         self._diagnostics: "collections.deque[Diagnostic]" = collections.deque(
             maxlen=DIAGNOSTICS_KEPT)
+        self._rejections = dict.fromkeys(REJECTION_REASONS, 0)  # by the error's kind
+        # ServiceConfig.latency_histograms: of every event that succeeded or
+        # failed, acceptance -> handler and handler -> outcome (retries included).
+        self._timed = config.latency_histograms
+        self._queue_waits = LatencyRecorder()
+        self._handler_times = LatencyRecorder()
 
     if TYPE_CHECKING:  # pragma: no cover
         # A part calls down the stack freely; these four are the calls up it

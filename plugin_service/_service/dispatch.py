@@ -75,10 +75,9 @@ class SerialDispatcher:
         # local (an extra call or attribute hop per event is measurable here).
         service = self._service
         handle = self._plugin.handle_ingress  # read here: a plugin without one crashes the worker
-        lock = service._lock
-        items = service._items
-        timeout = service._config.dispatch_timeout
-        retry = service._config.retry
+        lock, items = service._lock, service._items
+        timeout, retry = service._config.dispatch_timeout, service._config.retry
+        timed = service._timed  # ServiceConfig.latency_histograms
         future: Any = None  # a DispatchFuture, or a posted event (_Posted)
         ctx = DispatchContext(None)
         ok = True
@@ -88,21 +87,21 @@ class SerialDispatcher:
             with lock:
                 if service._life != life:
                     return  # abandoned after a stuck handler; its event was decided
+                settled = False
                 if future is not None:
                     if ok and not service._timed_out_current:
                         # _settle's success case, inline: the next _take (or
                         # _idle) rewrites the fields it would clear.
                         service._succeeded += 1
                         service._consecutive_failures = 0
+                        if timed:
+                            service._observe_latency(future)
                         if type(future) is not _Posted:  # nobody waits on a post
                             later.add(future.set_result, value)
                         settled = True
                     else:
                         service._settle(future, ok, value, later)
-                        settled = False
                     future = None
-                else:
-                    settled = False
                 state = service._state
                 if items and (state is _RUNNING or (state is _STOPPING and service._drain)):
                     future, ctx = service._take(items, timeout)
@@ -125,6 +124,8 @@ class SerialDispatcher:
                 deadline = ctx.deadline = service._deadline = _monotonic() + timeout
                 if service._timer_at is None:
                     service._arm_for(future, deadline)
+            if timed:
+                service._started = _monotonic()  # when its handler began
             try:
                 value = handle(future.event, ctx)
                 ok = True

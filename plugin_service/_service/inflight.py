@@ -16,6 +16,7 @@ from .. import errors
 from .._context import DispatchContext
 from .._future import DispatchFuture
 from .._guarded import describe
+from .._latency import FOLD_AT as _FOLD_AT
 from .core import _IDLE, _IN_DISPATCH, _K, _RUNNING, _STOPPING, Deferred, _monotonic
 from .mailbox import Mailbox
 
@@ -92,6 +93,17 @@ class InFlight(Mailbox):
         self._deadline = None
         self._phase = _IDLE
 
+    def _observe_latency(self, future: Any) -> None:
+        """``latency_histograms``: the queue wait and handler time of the event in
+        flight, whose handler's outcome is settled now (lock held)."""
+        started = self._started
+        waits = self._queue_waits
+        waits.append(started - future._queued_at)
+        self._handler_times.append(_monotonic() - started)
+        if len(waits) >= _FOLD_AT:
+            waits.fold()
+            self._handler_times.fold()
+
     def _settle(self, future: DispatchFuture, ok: bool, value: Any, later: Deferred) -> None:
         """Record the outcome of the event in flight (lock held); ``later`` gets
         what resolves its future once the lock is released (nothing when the
@@ -111,6 +123,8 @@ class InFlight(Mailbox):
             if pending is not None:
                 self._fail(pending, later, clean_up=ok or not value.fatal)
             return
+        if self._timed:
+            self._observe_latency(future)
         if ok:
             self._succeeded += 1
             self._consecutive_failures = 0
@@ -139,9 +153,10 @@ class InFlight(Mailbox):
         if self._producers_waiting and not self._room_signalled:
             self._room_signalled = True
             self._not_full.notify_all()
+        started = self._started = _monotonic()  # its handler began when its turn came
         timeout = self._config.dispatch_timeout
         if timeout is not None:
-            deadline = ctx.deadline = self._deadline = _monotonic() + timeout
+            deadline = ctx.deadline = self._deadline = started + timeout
             self._arm(deadline)
 
     def _unpromote(self, future: DispatchFuture) -> None:
@@ -156,7 +171,8 @@ class InFlight(Mailbox):
     def _settle_detached(self, future: DispatchFuture, ok: bool, value: Any,
                          later: Deferred) -> None:
         """The outcome of an event that ran although it was never the one in flight
-        (it began just before its batch was closed, lock held)."""
+        (it began just before its batch was closed, lock held). The latency
+        histograms leave it out: when its handler began is not known."""
         self._room += 1
         self._dispatched += 1
         if self._producers_waiting:

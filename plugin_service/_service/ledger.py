@@ -121,8 +121,10 @@ class Ledger(ServiceCore):
                     cid = event.correlation_id if type(event) is IngressEvent else None
                 except Exception:  # pragma: no cover - IngressEvent slots always exist
                     cid = None
+                kind = error.kind
                 self._rejected += 1
-                self._note(error.kind, str(error), cid if type(cid) is str else None)
+                self._rejections[kind] = self._rejections.get(kind, 0) + 1
+                self._note(kind, str(error), cid if type(cid) is str else None)
 
     def _dead_letter(self, event: Any, diagnostic: Diagnostic) -> None:
         self._runtime.dead_letters.add(DeadLetter(self.name, event, diagnostic))
@@ -169,4 +171,7 @@ class Ledger(ServiceCore):
             diagnostics=tuple(self._diagnostics),
             plugin_status=None,
             restarts=self._restarts,
+            rejections=dict(self._rejections),
+            queue_wait=self._queue_waits.snapshot() if self._timed else None,
+            handler_time=self._handler_times.snapshot() if self._timed else None,
         )

@@ -31,7 +31,10 @@ class _Posted:
     no-op, and it costs a third of a ``DispatchFuture`` to make.
     """
 
-    __slots__ = ("event", "_cid")
+    # _queued_at: stamped by the mailbox, only when its service keeps latency
+    # histograms (DispatchFuture's class default stands in for it elsewhere).
+    __slots__ = ("event", "_cid", "_queued_at")
+    _queued_at: float
 
     def __init__(self, event: Any, _owner: Any = None) -> None:
         self.event = event
@@ -56,6 +59,13 @@ class _Posted:
 
 #: What the FIFO holds: a submitted event's future, or a posted event.
 _Item = TypeVar("_Item", DispatchFuture, _Posted)
+
+
+def _stamp(items: Sequence[Any]) -> None:
+    """Note when ``items`` were accepted, for the queue-wait histogram."""
+    now = _monotonic()
+    for item in items:
+        item._queued_at = now
 
 
 def _posted_id(item: _Posted) -> str:
@@ -132,6 +142,8 @@ class Mailbox(Ledger):
         if reason is not None:
             raise self._reject(errors.InvalidEvent(reason, service=self.name), event)
         item = make(event, self)
+        if self._timed:
+            item._queued_at = _monotonic()
         items = self._items
         with self._lock:
             if self._state is _RUNNING and len(items) < self._room:
@@ -184,6 +196,8 @@ class Mailbox(Ledger):
                     self._not_full.wait(remaining)
                 finally:
                     self._producers_waiting -= 1
+                if self._timed:  # waiting for room is not waiting in the queue
+                    _stamp(batch[done:])
         return done, error
 
     def _enqueue_many(self, events: Iterable[Any], make: Type[_Item], block: bool,
@@ -202,6 +216,8 @@ class Mailbox(Ledger):
             reasons = [check_event(event, ingresses) for event in events]
             if not any(reasons):  # the common case: two passes, no per-event branch
                 valid = [make(event, self) for event in events]
+                if self._timed:
+                    _stamp(valid)
                 done, error = self._enqueue_slow(valid, block, timeout) if valid else (0, None)
                 if error is None:
                     return valid
@@ -223,6 +239,8 @@ class Mailbox(Ledger):
                                for reason in reasons]
         where = [index for index, reason in enumerate(reasons) if reason is None]
         valid = [make(events[index], self) for index in where]
+        if self._timed:
+            _stamp(valid)
         done, error = self._enqueue_slow(valid, block, timeout) if valid else (0, None)
         for count, (index, item) in enumerate(zip(where, valid)):
             outcomes[index] = item if count < done else error

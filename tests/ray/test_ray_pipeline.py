@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any, List
 
 import pytest
@@ -209,3 +210,25 @@ def test_after_a_retry_nothing_new_overtakes_the_events_skipped_behind_it(
         retried, *after = behind_a_gate(svc, gates, ("fail_before", 2), *[("count",)] * 4)
         assert retried.result(PROCESS_HANG) == 2
         assert [future.result(PROCESS_HANG) for future in after] == [4, 5, 6, 7]
+
+
+def test_an_event_sent_ahead_is_timed_from_its_turn_not_from_its_sending(
+        host: PluginHost, gates: BackendGates) -> None:
+    svc = started(host, latency_histograms=True)
+    held = 0.3  # how long each gated handler is known to run, at least
+    first, second = gates.new(), gates.new()
+    head = svc.submit(event("gate", first))
+    assert first.entered()
+    behind = [svc.submit(event("gate", second)), svc.submit(event("echo", "sent ahead"))]
+    time.sleep(held)  # a known lower bound, not a synchronisation
+    first.open()  # both behind are handed to the actor together
+    assert second.entered()
+    time.sleep(held)
+    second.open()
+    assert [future.result(PROCESS_HANG) for future in [head] + behind] == [
+        "released", "released", "sent ahead"]
+    run = svc.status().handler_time
+    assert run is not None and run.count == 3
+    # The echo's turn began when the gated one before it returned: it is the only
+    # short one, although it was sent at the same moment as that one.
+    assert max(n for bound, n in run.buckets if bound <= held / 2) == 1, run
