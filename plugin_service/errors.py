@@ -123,6 +123,14 @@ class BatchRejected(PluginServiceError):
                          % (len(self.rejected), len(self.results), service,
                             ", ".join(kinds), len(self.accepted)), service=service)
 
+    def __reduce__(self) -> Any:
+        # Built again from its results (copy, pickle): its args hold the message.
+        return (_batch_rejected, (self.results, self.service), self.__dict__)
+
+
+def _batch_rejected(results: Sequence[Any], service: Optional[str]) -> BatchRejected:
+    return BatchRejected(results, service=service)
+
 
 class _StateError(PluginServiceError):
     def __init__(self, message: str = "", *, service: Optional[str] = None,

@@ -223,3 +223,32 @@ def test_batches_work_on_the_ray_backend(ray_host: PluginHost):
     assert isinstance(outcome(futures[5], HANG * 4), errors.DispatchFailed)
     handle.post_many([op("echo", i) for i in range(3)])
     assert outcome(handle.submit(op("count")), HANG * 4) == 10
+
+
+def test_an_empty_batch_to_a_service_not_running_is_an_empty_list(host):
+    handle = host.add_service("svc", Echo(), ServiceConfig())  # READY
+    assert handle.submit_many([]) == [] and handle.post_many([]) == []
+    assert handle.status().counters.rejected == 0
+
+
+def test_every_refused_event_gets_an_error_of_its_own(gates, start_service):
+    handle, _, _ = _blocked(gates, start_service, queue_size=1)
+    with pytest.raises(errors.BatchRejected) as raised:
+        handle.post_many([event(1), event(2), event(3), "bad", event(5)])
+    refused = [error for _, error in raised.value.rejected]
+    assert [type(e).__name__ for e in refused] == [
+        "QueueFull", "QueueFull", "InvalidEvent", "QueueFull"]
+    assert len({id(e) for e in refused}) == 4
+    assert all(e.capacity == 1 and e.service == "svc" for e in refused
+               if isinstance(e, errors.QueueFull))
+
+
+def test_batch_rejected_survives_copy_and_pickle():
+    import copy
+    import pickle
+
+    made = errors.BatchRejected(
+        ["cid-1", errors.ServiceStopped("stopped", service="s", state=None)], service="s")
+    for again in (copy.copy(made), copy.deepcopy(made), pickle.loads(pickle.dumps(made))):
+        assert str(again) == str(made) and again.service == "s"
+        assert again.accepted == ["cid-1"] and [i for i, _ in again.rejected] == [1]

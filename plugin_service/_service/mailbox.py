@@ -209,6 +209,8 @@ class Mailbox(Ledger):
         if self._forked_from:
             raise forked_error(self._forked_from, self.name)
         events = list(events)
+        if not events:
+            return []
         if self._state is not _RUNNING:
             outcomes: List[Any] = [self._state_error() for _ in events]
         else:
@@ -221,7 +223,8 @@ class Mailbox(Ledger):
                 done, error = self._enqueue_slow(valid, block, timeout) if valid else (0, None)
                 if error is None:
                     return valid
-                outcomes = valid[:done] + [error] * (len(valid) - done)
+                outcomes = valid[:done] + [error] + [
+                    self._refusal_like(error) for _ in range(len(valid) - done - 1)]
             else:
                 outcomes = self._enqueue_valid(events, reasons, make, block, timeout)
         self._reject_all([(outcome, event) for outcome, event in zip(outcomes, events)
@@ -243,8 +246,18 @@ class Mailbox(Ledger):
             _stamp(valid)
         done, error = self._enqueue_slow(valid, block, timeout) if valid else (0, None)
         for count, (index, item) in enumerate(zip(where, valid)):
-            outcomes[index] = item if count < done else error
+            outcomes[index] = item if count < done else (
+                error if count == done else self._refusal_like(error))
         return outcomes
+
+    def _refusal_like(self, error: Any) -> errors.PluginServiceError:
+        """A fresh ``QueueFull`` or state error like ``error``: every refused event
+        of a batch gets its own, as if submitted alone."""
+        if isinstance(error, errors.QueueFull):
+            return errors.QueueFull(error.capacity, service=self.name)
+        made: errors.PluginServiceError = type(error)(str(error), service=self.name,
+                                                      state=error.state)
+        return made
 
     def _state_error(self) -> errors.PluginServiceError:
         state = self._state
