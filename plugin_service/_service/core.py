@@ -250,8 +250,11 @@ class ServiceCore:
         # ServiceConfig.latency_histograms: of every event that succeeded or
         # failed, acceptance -> handler and handler -> outcome (retries included).
         self._timed = config.latency_histograms
-        self._queue_waits = LatencyRecorder()
-        self._handler_times = LatencyRecorder()
+        # Made only for a service that keeps them (two per service add up at
+        # scale); every use is behind ``_timed``, so typed as always there.
+        none: Any = None
+        self._queue_waits: LatencyRecorder = LatencyRecorder() if self._timed else none
+        self._handler_times: LatencyRecorder = LatencyRecorder() if self._timed else none
 
     if TYPE_CHECKING:  # pragma: no cover
         # A part calls down the stack freely; these four are the calls up it
