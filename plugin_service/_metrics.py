@@ -121,18 +121,26 @@ class PluginHostCollector:
         yield from _tool_families(names, snapshots)
 
 
+def _counter_families(what: str, counters: Sequence[str], documentation: str,
+                      labels: List[str], rows: List[Any]) -> Iterator[Metric]:
+    """A counter family per field of ``counters`` (a services' or tools' status
+    ``.counters``), one sample per ``(label values, status)`` row."""
+    for counter in counters:
+        family = CounterMetricFamily(
+            f"{PREFIX}_{what}_{counter}",
+            documentation.format(counter.replace("_", " "), counter), labels=labels)
+        for key, status in rows:
+            family.add_metric(key, getattr(status.counters, counter))
+        yield family
+
+
 def _service_families(names: List[str], snapshots: Sequence[_Snapshot]) -> Iterator[Metric]:
     services = [(values + [service.name], service)
                 for values, status in snapshots for service in status.services.values()]
     labels = names + ["service"]
-    for counter in _SERVICE_COUNTERS:
-        family = CounterMetricFamily(
-            f"{PREFIX}_service_{counter}",
-            "Events {} by the service (DispatchCounters.{}).".format(
-                counter.replace("_", " "), counter), labels=labels)
-        for key, service in services:
-            family.add_metric(key, getattr(service.counters, counter))
-        yield family
+    yield from _counter_families("service", _SERVICE_COUNTERS,
+                                 "Events {} by the service (DispatchCounters.{}).",
+                                 labels, services)
     restarts = CounterMetricFamily(f"{PREFIX}_service_restarts",
                                    "Automatic and manual restarts of the service.",
                                    labels=labels)
@@ -170,14 +178,8 @@ def _tool_families(names: List[str], snapshots: Sequence[_Snapshot]) -> Iterator
     tools = [(values + [tool.name], tool)
              for values, status in snapshots for tool in status.tools.values()]
     labels = names + ["tool"]
-    for counter in _TOOL_COUNTERS:
-        family = CounterMetricFamily(
-            f"{PREFIX}_tool_{counter}",
-            "Tool calls {} (ToolCounters.{}).".format(counter.replace("_", " "), counter),
-            labels=labels)
-        for key, tool in tools:
-            family.add_metric(key, getattr(tool.counters, counter))
-        yield family
+    yield from _counter_families("tool", _TOOL_COUNTERS, "Tool calls {} (ToolCounters.{}).",
+                                 labels, tools)
     for field, documentation in _TOOL_GAUGES:
         gauge = GaugeMetricFamily(f"{PREFIX}_tool_{field}", documentation, labels=labels)
         for key, tool in tools:
