@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
 
 import attrs
-import tenacity
+import tenacity  # type: ignore[import-untyped, unused-ignore]  # 6.1 has no py.typed
 
 from .._context import DispatchContext
 from .core import _RUNNING, _monotonic
