@@ -53,9 +53,6 @@ class _Posted:
     def _mark_pending(self) -> None:
         """A posted event cannot be cancelled: nothing to mark."""
 
-    def cancelled(self) -> bool:
-        return False
-
 
 #: What the FIFO holds: a submitted event's future, or a posted event.
 _Item = TypeVar("_Item", DispatchFuture, _Posted)
