@@ -30,6 +30,7 @@ from ._plugin import ServicePlugin, ToolPlugin
 from ._ray import RayBackend
 from ._service import ServiceHandle
 from ._signals import drain_on_signals
+from ._sources import IngressSource, SourceContext, SourceExhausted
 
 _disable_unless_chosen("plugin_service")
 
@@ -63,4 +64,7 @@ __all__ = [
     "RayBackend",
     "drain_on_signals",
     "log_to_stdlib",
+    "IngressSource",
+    "SourceContext",
+    "SourceExhausted",
 ]

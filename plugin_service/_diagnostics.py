@@ -47,6 +47,8 @@ class DiagnosticKind(str, enum.Enum):
     HOST_CLOSED = "host_closed"
     PLUGIN_LOAD = "plugin_load"
     HOST_FORKED = "host_forked"
+    SOURCE_FAILED = "source_failed"
+    SOURCE_UNAVAILABLE = "source_unavailable"
 
     def __str__(self) -> str:
         return self.value
