@@ -14,7 +14,7 @@ only the steps below. The host's loop, in outline::
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .. import errors
 from .._context import CallContext
@@ -79,6 +79,9 @@ class IngressSource:
     service: Optional[str] = None
     #: The ingress of that service its events are addressed to; None until attached.
     ingress: Optional[str] = None
+    # Set by add_source: the service's current declaration of that ingress (an
+    # ``Ingress``), or None while it is not known (see ``accepts``).
+    _declared: Optional[Callable[[], Any]] = None
 
     def connect(self) -> None:
         """Open the connection (or whatever the source reads from). Called on the
@@ -117,6 +120,19 @@ class IngressSource:
         overrides mostly return."""
         return IngressEvent(self.ingress, self.name, payload,  # type: ignore[arg-type]
                             kind=kind)
+
+    def accepts(self, kind: str) -> bool:
+        """Whether the service's ingress, as declared by the plugin now running,
+        takes events of ``kind`` (its ``event_kinds`` is empty or names it). False
+        before the source is attached and while the service has not started: a
+        source may use it to leave out optional events (a close notice, say)
+        that would only be rejected. Thread-safe."""
+        declared = self._declared
+        ingress = declared() if declared is not None else None
+        if ingress is None:
+            return False
+        kinds = getattr(ingress, "event_kinds", ())
+        return not kinds or kind in kinds
 
     def on_outcome(self, event: IngressEvent, future: "DispatchFuture[Any]") -> None:
         """Called exactly once per submitted event, once its outcome is decided:
