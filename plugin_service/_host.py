@@ -23,6 +23,7 @@ from ._lifecycle import LifecycleState
 from ._plugin import ServicePluginLike, ToolPlugin
 from ._pool import ToolPool
 from ._service import PLUGIN_STATUS_BOUND, Runtime, ServiceHandle
+from ._sources import IngressSource, ReconnectPolicy, SourceHandle, SourceRegistry
 from ._tool_closing import ToolClosing
 from ._tools import Tool, check_grace
 from ._typevars import ResultT
@@ -85,6 +86,7 @@ class PluginHost:
         self._pid = os.getpid()
         self._forked = False  # set in a forked child only; read before any lock
         self._tool_closing = ToolClosing(self._pool, self._tool_cancel_grace)
+        self._sources = SourceRegistry()
         _fork.track(self)
 
     def _mark_forked(self) -> None:
@@ -206,6 +208,40 @@ class PluginHost:
                     "%s (%s)" % (name, failures[name]) for name in failed),
                 services=failed)
 
+    # ------------------------------------------------------------- sources
+    def add_source(self, name: str, source: IngressSource, *, service: str, ingress: str,
+                   overflow: str = "block",
+                   reconnect: Optional[ReconnectPolicy] = None) -> SourceHandle:
+        """Attach ``source``: the host reads it on a thread of its own and submits
+        its events to ``ingress`` of ``service`` while that service is RUNNING
+        (before or after the service starts; see the README's Sources).
+
+        ``overflow`` says what a full queue does to a new item: ``"block"`` (stop
+        reading until there is room), ``"drop_newest"`` (drop it) or
+        ``"drop_oldest"`` (withdraw the source's oldest queued event, then queue
+        it). ``reconnect`` is the backoff after a failure (default: reconnect
+        forever with capped exponential backoff).
+
+        Raises ``ValueError`` for a duplicate or blank name, a bad ``overflow``
+        or a source attached already; ``TypeError`` for something that is not an
+        ``IngressSource``; ``ServiceNotFound``; ``InvalidEvent`` for an ingress
+        the service does not declare (when its plugin says before it starts);
+        ``HostClosed`` after :meth:`close`, ``HostForked`` in a forked child.
+        """
+        if self._forked:
+            raise self._forked_error()
+        if self._closed:
+            raise errors.HostClosed("host is closed; cannot add source %r" % (name,))
+        return self._sources.add(name, source, self.service(service), ingress, overflow,
+                                 reconnect)
+
+    def source(self, name: str) -> SourceHandle:
+        """The handle of source ``name``; raises ``SourceNotFound`` (``HostForked``
+        in a forked child)."""
+        if self._forked:
+            raise self._forked_error()
+        return self._sources.get(name)
+
     # --------------------------------------------------------------- tools
     def add_tool(self, name: str,
                  tool: Union[ToolPlugin, Type[ToolPlugin], Callable[[Any, ToolContext], Any]],
@@ -300,7 +336,7 @@ class PluginHost:
                 services={h.name: h.status() for h in list(self._services.values())},
                 tools={t.name: _fork.forked_tool_status(t.name, t._max_concurrency, self._pid)
                        for t in list(self._tools.values())},
-                forked=True)
+                forked=True, sources=self._sources.forked_statuses(self._pid))
         with self._lock:
             tools = list(self._tools.values())
         # Every plugin's status() runs at once, all bounded by one deadline.
@@ -308,7 +344,8 @@ class PluginHost:
         deadline = time.monotonic() + PLUGIN_STATUS_BOUND
         return HostStatus(services={h.name: h._finish_status(snapshot, call, deadline)
                                     for h, (snapshot, call) in begun},
-                          tools={t.name: t.status() for t in tools})
+                          tools={t.name: t.status() for t in tools},
+                          sources=self._sources.statuses())
 
     # ------------------------------------------------------------- closing
     def close(self, timeout: Optional[float] = None) -> None:
@@ -339,6 +376,7 @@ class PluginHost:
             self._closed = True
             handles = list(self._services.values())
             tools = list(self._tools.values())
+        self._sources.close(deadline)  # first: no new items, each read one settled
         self._tool_closing.begin(tools)
         for handle in handles:
             handle._close_begin()
@@ -372,7 +410,9 @@ class PluginHost:
         """Cut a drain short (``drain_on_signals``' second signal), before or during
         :meth:`close`: every service drops what it has queued (``ServiceStopped``)
         and cancels a running handler, which gets its ``cancel_grace``; every
-        running tool call is cancelled and gets ``tool_cancel_grace`` from now."""
+        running tool call is cancelled and gets ``tool_cancel_grace`` from now.
+        Every source stops at once: an item it holds is dropped, counted."""
+        self._sources.stop()
         for handle in self.services():
             try:
                 handle._request_stop(False, 0)
