@@ -138,18 +138,19 @@ class SourceRegistry:
             for handle in list(self._sources.values())}
 
     def close(self, deadline: Optional[float]) -> None:
-        """Stop every source and join its thread: within ``SOURCE_STOP_BOUND``
-        (and ``deadline``, monotonic, if there is one). Idempotent."""
+        """Stop every source and join its thread, within ``SOURCE_STOP_BOUND`` and
+        ``deadline`` (monotonic, or None): an item a source holds may wait for
+        room until a slice before that, so the thread can end in time. Idempotent."""
         with self._lock:
             self._closed = True
             handles = list(self._sources.values())
-        bound = _monotonic() + SOURCE_STOP_BOUND
+        now = _monotonic()
+        until = now + SOURCE_STOP_BOUND
         if deadline is not None:
-            bound = min(bound, deadline)
-        self.stop(handles, bound)
-        until = bound + RECEIVE_SLICE  # one slice more, for a last receive() to return
+            until = min(until, deadline)
+        self.stop(handles, max(now, until - RECEIVE_SLICE))
         for handle in handles:
-            handle._join(until if deadline is None else min(until, deadline))
+            handle._join(until)
 
     def stop(self, handles: Optional[List[SourceHandle]] = None,
              deadline: Optional[float] = None) -> None:
