@@ -16,18 +16,8 @@ from ._redact import REDACTED, sanitize, secret_key, shown_id
 if TYPE_CHECKING:  # pragma: no cover
     from ._sources.status import SourceStatus
 
-__all__ = [
-    "DiagnosticKind",
-    "Diagnostic",
-    "DispatchCounters",
-    "ServiceStatus",
-    "ToolCounters",
-    "ToolStatus",
-    "HostStatus",
-    "DeadLetter",
-    "REJECTION_REASONS",
-    "jsonable",
-]
+__all__ = ["DiagnosticKind", "Diagnostic", "DispatchCounters", "ServiceStatus", "ToolCounters",
+           "ToolStatus", "HostStatus", "DeadLetter", "REJECTION_REASONS", "jsonable"]
 
 
 class DiagnosticKind(str, enum.Enum):

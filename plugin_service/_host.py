@@ -23,7 +23,8 @@ from ._lifecycle import LifecycleState
 from ._plugin import ServicePluginLike, ToolPlugin
 from ._pool import ToolPool
 from ._service import PLUGIN_STATUS_BOUND, Runtime, ServiceHandle
-from ._sources import IngressSource, ReconnectPolicy, SourceHandle, SourceRegistry
+from ._sources import SourceRegistry
+from ._sources.host import HostSources
 from ._tool_closing import ToolClosing
 from ._tools import Tool, check_grace
 from ._typevars import ResultT
@@ -45,7 +46,7 @@ WATCHDOG_JOIN_BOUND = 5.0
 _DEFAULT_CONFIG = ServiceConfig()  # frozen, so one instance serves every service
 
 
-class PluginHost:
+class PluginHost(HostSources):
     """Owns service plugins and tool plugins, and the threads that run them.
 
     Beyond one worker thread per running service, a host starts one watchdog
@@ -207,40 +208,6 @@ class PluginHost:
                 "services failed to start: %s" % "; ".join(
                     "%s (%s)" % (name, failures[name]) for name in failed),
                 services=failed)
-
-    # ------------------------------------------------------------- sources
-    def add_source(self, name: str, source: IngressSource, *, service: str, ingress: str,
-                   overflow: str = "block",
-                   reconnect: Optional[ReconnectPolicy] = None) -> SourceHandle:
-        """Attach ``source``: the host reads it on a thread of its own and submits
-        its events to ``ingress`` of ``service`` while that service is RUNNING
-        (before or after the service starts; see the README's Sources).
-
-        ``overflow`` says what a full queue does to a new item: ``"block"`` (stop
-        reading until there is room), ``"drop_newest"`` (drop it) or
-        ``"drop_oldest"`` (withdraw the source's oldest queued event, then queue
-        it). ``reconnect`` is the backoff after a failure (default: reconnect
-        forever with capped exponential backoff).
-
-        Raises ``ValueError`` for a duplicate or blank name, a bad ``overflow``
-        or a source attached already; ``TypeError`` for something that is not an
-        ``IngressSource``; ``ServiceNotFound``; ``InvalidEvent`` for an ingress
-        the service does not declare (when its plugin says before it starts);
-        ``HostClosed`` after :meth:`close`, ``HostForked`` in a forked child.
-        """
-        if self._forked:
-            raise self._forked_error()
-        if self._closed:
-            raise errors.HostClosed("host is closed; cannot add source %r" % (name,))
-        return self._sources.add(name, source, self.service(service), ingress, overflow,
-                                 reconnect)
-
-    def source(self, name: str) -> SourceHandle:
-        """The handle of source ``name``; raises ``SourceNotFound`` (``HostForked``
-        in a forked child)."""
-        if self._forked:
-            raise self._forked_error()
-        return self._sources.get(name)
 
     # --------------------------------------------------------------- tools
     def add_tool(self, name: str,
