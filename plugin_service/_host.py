@@ -98,6 +98,7 @@ class PluginHost(HostSources):
             handle._forked_from = self._pid
         for tool in self._tools.values():
             tool._forked_from = self._pid  # its futures refuse to wait
+        self._sources.mark_forked(self._pid)
 
     def _forked_error(self) -> errors.HostForked:
         return _fork.forked_error(self._pid)

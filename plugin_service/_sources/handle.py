@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from loguru import logger
 
-from .. import errors
+from .. import _fork, errors
 from .._context import CallContext
 from .._diagnostics import Diagnostic, DiagnosticKind
+from .._lifecycle import LifecycleState
 from .._redact import sanitize
 from .base import IngressSource, SourceContext, acks, can_send
 from .reconnect import ReconnectPolicy
@@ -84,13 +85,19 @@ class SourceHandle:
         # The reader's alone.
         self._queued: "collections.deque[DispatchFuture[Any]]" = collections.deque()
         self._thread: Optional[threading.Thread] = None
+        # Set in a forked child only (by the host): the pid it was inherited
+        # from. Read before any lock, which a thread that died may hold.
+        self._forked_from = 0
 
     def __repr__(self) -> str:
         return "<SourceHandle %r %s>" % (self.name, self._state.value)
 
     # ------------------------------------------------------------- public
     def status(self) -> SourceStatus:
-        """One consistent snapshot of the source; never raises, never waits for it."""
+        """One consistent snapshot of the source; never raises, never waits for it
+        (in a forked child: ``failed``, with a HOST_FORKED ``last_error``)."""
+        if self._forked_from:
+            return self._forked_status(self._forked_from)
         with self._lock:
             return SourceStatus(
                 name=self.name, service=self._service.name, state=self._state,
@@ -106,8 +113,9 @@ class SourceHandle:
         closes. Raises ``SourceUnavailable`` when the source cannot send (its
         class does not implement ``send``; ``state`` None) or is not connected
         now (``state`` says where it is); what the source's ``send`` raises
-        propagates unchanged.
+        propagates unchanged. ``HostForked`` in a forked child.
         """
+        self._refuse_if_forked()
         if not self._sends:
             raise errors.SourceUnavailable(
                 "source %r cannot send: %s does not implement send()"
@@ -126,15 +134,31 @@ class SourceHandle:
         """Stop reading: the source stays connected, its state becomes ``paused``
         once the reader is idle (within ``RECEIVE_SLICE``; an item it read already
         is still submitted). Idempotent."""
+        self._refuse_if_forked()
         with self._lock:
             self._paused = True
             self._cancel_ctx()
 
     def resume(self) -> None:
         """Read again after :meth:`pause`. Idempotent."""
+        self._refuse_if_forked()
         with self._lock:
             self._paused = False
             self._wakeup.notify_all()
+
+    def _forked_status(self, created_pid: int) -> SourceStatus:
+        """An inherited source, built without its lock: failed, nothing counted
+        (its thread is the parent's)."""
+        service = self._service.name
+        diagnostic = Diagnostic(DiagnosticKind.HOST_FORKED, LifecycleState.FAILED,
+                                str(_fork.forked_error(created_pid, service)),
+                                _dt.datetime.now(_UTC))
+        return SourceStatus(name=self.name, service=service, state=_S.FAILED,
+                            last_error=diagnostic)
+
+    def _refuse_if_forked(self) -> None:
+        if self._forked_from:
+            raise _fork.forked_error(self._forked_from, self._service.name)
 
     # ------------------------------------------------------- host side
     def _start(self) -> None:

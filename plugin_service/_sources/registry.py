@@ -2,18 +2,16 @@
 statuses, and stopping them all first when the host closes."""
 from __future__ import annotations
 
-import datetime as _dt
 import threading
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
 
-from .. import _fork, errors
-from .._diagnostics import Diagnostic, DiagnosticKind
+from .. import errors
 from .._events import Ingress
 from .._lifecycle import LifecycleState
 from .base import IngressSource
 from .handle import OVERFLOW_POLICIES, RECEIVE_SLICE, SOURCE_STOP_BOUND, SourceHandle, _monotonic
 from .reconnect import ReconnectPolicy
-from .status import SourceState, SourceStatus
+from .status import SourceStatus
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._service import ServiceHandle
@@ -127,15 +125,15 @@ class SourceRegistry:
     def statuses(self) -> Mapping[str, SourceStatus]:
         return {handle.name: handle.status() for handle in self.handles()}
 
+    def mark_forked(self, created_pid: int) -> None:
+        """In a child right after ``os.fork()`` (no lock may be taken)."""
+        for handle in self._sources.values():
+            handle._forked_from = created_pid
+
     def forked_statuses(self, created_pid: int) -> Mapping[str, SourceStatus]:
         """In a forked child, without any lock: every source failed, nothing counted."""
-        at = _dt.datetime.now(_dt.timezone.utc)
-        return {handle.name: SourceStatus(
-            name=handle.name, service=handle._service.name, state=SourceState.FAILED,
-            last_error=Diagnostic(DiagnosticKind.HOST_FORKED, LifecycleState.FAILED,
-                                  str(_fork.forked_error(created_pid, handle._service.name)),
-                                  at))
-            for handle in list(self._sources.values())}
+        return {handle.name: handle._forked_status(created_pid)
+                for handle in list(self._sources.values())}
 
     def close(self, deadline: Optional[float]) -> None:
         """Stop every source and join its thread, within ``SOURCE_STOP_BOUND`` and
