@@ -135,3 +135,29 @@ def test_a_source_reads_only_while_its_service_runs(host, overflow):
         assert status.dropped <= 1
         assert plugin.payloads == [n for n in range(1, 12) if n in plugin.payloads]
     assert handle.status().state is SourceState.OPEN
+
+
+@pytest.mark.parametrize("overflow", ["block", "drop_newest", "drop_oldest"])
+def test_every_snapshot_during_a_burst_keeps_the_source_invariant(host, overflow):
+    service = _started(host, Echo(), queue_size=4)
+    source = FedSource()
+    handle = host.add_source("fed", source, service="svc", ingress=INGRESS,
+                             overflow=overflow)
+    source.put(*range(3000))
+    snapshots = []
+
+    def checked_snapshot():
+        status = handle.status()
+        assert_source_invariant(status)
+        assert_invariants(service.status())
+        snapshots.append(status)
+        return status.received == 3000
+
+    wait_until(checked_snapshot, what="3000 items read, every snapshot checked")
+    status = settled(handle, 3000)
+    wait_until(lambda: service.status().counters.enqueued == (
+        service.status().counters.succeeded + service.status().counters.dropped))
+    counters = service.status().counters
+    assert counters.enqueued == status.submitted
+    assert status.submitted + status.dropped + status.rejected == 3000
+    assert len(snapshots) > 1

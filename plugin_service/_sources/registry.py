@@ -109,7 +109,7 @@ class SourceRegistry:
             source._declared = lambda: service._ingresses.get(ingress) \
                 if service.state is _RUNNING else None
             self._sources[name] = handle
-        handle._start()
+            handle._start()  # under the lock: a close() beginning now joins it
         return handle
 
     def get(self, name: str) -> SourceHandle:
