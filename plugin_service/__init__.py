@@ -30,7 +30,17 @@ from ._plugin import ServicePlugin, ToolPlugin
 from ._ray import RayBackend
 from ._service import ServiceHandle
 from ._signals import drain_on_signals
-from ._sources import IngressSource, SourceContext, SourceExhausted
+from ._sources import (
+    IngressSource,
+    IterableSource,
+    ReconnectPolicy,
+    SourceContext,
+    SourceExhausted,
+    SourceHandle,
+    SourceState,
+    SourceStatus,
+    TimerSource,
+)
 
 _disable_unless_chosen("plugin_service")
 
@@ -67,4 +77,10 @@ __all__ = [
     "IngressSource",
     "SourceContext",
     "SourceExhausted",
+    "SourceHandle",
+    "SourceStatus",
+    "SourceState",
+    "ReconnectPolicy",
+    "TimerSource",
+    "IterableSource",
 ]

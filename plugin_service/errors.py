@@ -39,6 +39,7 @@ __all__ = [
     "PluginLoadError",
     "HostForked",
     "SourceUnavailable",
+    "SourceNotFound",
 ]
 
 
@@ -308,3 +309,13 @@ class SourceUnavailable(PluginServiceError):
         super().__init__(message, service=service)
         self.source = source
         self.state = state
+
+
+class SourceNotFound(PluginServiceError, LookupError):
+    """No source of that name is attached to the host."""
+
+    kind = _K.SOURCE_NOT_FOUND
+
+    def __init__(self, name: str) -> None:
+        super().__init__("no source named %r" % (name,))
+        self.name = name
