@@ -20,6 +20,7 @@ from .._events import IngressEvent
 from .._guarded import failure_log, type_name
 from .._redact import REDACTED, sanitize, shown_url
 from .base import IngressSource, SourceContext
+from .status import SourceState
 
 __all__ = ["WebSocketSource", "TEXT", "BINARY", "CLOSE", "ERROR"]
 
@@ -200,7 +201,8 @@ class WebSocketSource(IngressSource):
         self._open_timeout = non_negative("open_timeout", open_timeout, number=True)
         self._secrets = _secrets_of(url, self._headers)
         self._log = _LibraryLog(self._secrets)
-        self._conn: Any = None
+        self._opened: Any = None  # what connect() returned, a context manager
+        self._conn: Any = None  # the connection it entered
         # Set when the connection has ended: what the next receive() raises.
         self._ended: Optional[ConnectionError] = None
 
@@ -213,12 +215,16 @@ class WebSocketSource(IngressSource):
         ``open_timeout``; ``ConnectionError`` (redacted) if that fails."""
         self._ended = None
         try:
-            self._conn = self._connect(
+            opening = self._connect(
                 self._url, additional_headers=self._headers or None,
                 subprotocols=list(self._subprotocols) or None,
                 ping_interval=self._ping_interval, ping_timeout=self._ping_timeout,
                 open_timeout=self._open_timeout, close_timeout=self.close_timeout,
                 max_queue=self.max_queue, logger=self._log)
+            # Entered as the library asks (websockets 17 warns otherwise); its
+            # exit, in close(), closes the connection.
+            self._conn = opening.__enter__()
+            self._opened = opening
         except Exception as exc:
             raise ConnectionError("cannot open %s: %s" % (self.url, self._text(exc))) from None
 
@@ -239,9 +245,9 @@ class WebSocketSource(IngressSource):
     def close(self) -> None:
         """Close the connection: a close frame, and up to ``close_timeout``
         seconds for the peer's."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+        opened, self._opened, self._conn = self._opened, None, None
+        if opened is not None:
+            opened.__exit__(None, None, None)
 
     def to_event(self, item: Any) -> IngressEvent:
         """The event of one message or notice (see the class's docstring)."""
@@ -260,8 +266,8 @@ class WebSocketSource(IngressSource):
     def send(self, data: Any) -> None:
         """Send ``data``: a ``str`` as a text message, ``bytes`` (or a
         ``bytearray``, a ``memoryview``) as a binary one. ``TypeError`` for
-        anything else; ``SourceUnavailable`` when the connection is closed or
-        closing. Thread-safe."""
+        anything else; ``SourceUnavailable`` (``state`` backoff) when the
+        connection has ended, before the host has noticed. Thread-safe."""
         if not isinstance(data, (str, bytes, bytearray, memoryview)):
             raise TypeError("WebSocketSource.send takes str (a text message) or bytes "
                             "(a binary message), not %s" % type_name(data))
@@ -276,20 +282,25 @@ class WebSocketSource(IngressSource):
     # --------------------------------------------------------------- the end
     def _end(self, exc: Any) -> Any:
         """Record why the connection ended; its notice if the service takes it."""
-        self._ended = ConnectionError("connection to %s ended: %s" % (self.url, self._text(exc)))
         close = getattr(exc, "rcvd", None)
-        if close is not None:
+        if close is not None:  # the reason is the peer's words, like a frame: not shown
+            why = "the peer closed it with code %d" % close.code
             notice = _Notice(CLOSE, {"code": int(close.code), "reason": str(close.reason)})
         else:
+            why = self._text(exc)
             notice = _Notice(ERROR, {"error": type_name(exc), "message": self._message(exc)})
+        self._ended = ConnectionError("connection to %s ended: %s" % (self.url, why))
         if self.accepts(notice.kind):
             return notice
         raise self._ended from None
 
     def _unavailable(self, why: str) -> errors.SourceUnavailable:
+        # The connection ended under the host's feet: the reader learns of it on
+        # its next receive() and backs off before connecting again.
         return errors.SourceUnavailable(
-            "source %r cannot send: %s; send again once its status says open"
-            % (self.name, why), source=self.name, state=None, service=self.service)
+            "source %r cannot send: %s; it reconnects after its backoff: send again "
+            "once its status says open" % (self.name, why), source=self.name,
+            state=SourceState.BACKOFF, service=self.service)
 
     def _message(self, exc: BaseException) -> str:
         """``exc``'s message (and its cause's), the URL and header values redacted."""

@@ -31,6 +31,7 @@ class WsServer:
         self.received: "queue.Queue[Any]" = queue.Queue()
         self.requests: "queue.Queue[Any]" = queue.Queue()  # each handshake's request
         options.setdefault("ping_interval", None)
+        self._opened: List[Any] = []  # every connection, closed by close()
         self._server = serve(self._handle, "127.0.0.1", 0, **options)
         port = self._server.socket.getsockname()[1]
         self.url = "ws://127.0.0.1:%d%s" % (port, path)
@@ -41,6 +42,7 @@ class WsServer:
     def _handle(self, conn: Any) -> None:
         self.requests.put(conn.request)
         self.connections.put(conn)
+        self._opened.append(conn)
         try:
             for message in conn:
                 self.received.put(message)
@@ -52,8 +54,14 @@ class WsServer:
         return self.connections.get(timeout=HANG)
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._thread.join(HANG)
+        """Stop serving and end every connection. Idempotent."""
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join(HANG)
+        # websockets before 16 leaves the connections open (their threads are
+        # not daemons): end each, without waiting for a closing handshake.
+        for conn in self._opened:
+            drop(conn)
 
 
 def drop(conn: Any) -> None:
@@ -70,7 +78,7 @@ class SilentServer:
     def __init__(self) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = "ws://127.0.0.1:%d/" % self._listener.getsockname()[1]
-        self.accepted = threading.Event()
+        self.accepts = 0  # connections handshaken so far
         self._stop = threading.Event()
         self._sockets: List[socket.socket] = []
         self._thread = threading.Thread(target=self._serve, name="test-silent-server",
@@ -87,7 +95,7 @@ class SilentServer:
             self._sockets.append(sock)
             sock.settimeout(HANG)
             sock.sendall(_handshake_response(_read_request(sock)))
-            self.accepted.set()
+            self.accepts += 1
 
     def close(self) -> None:
         self._stop.set()
