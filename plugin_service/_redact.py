@@ -246,7 +246,8 @@ def shown_url(url: object, limit: int = 256) -> str:
     ``***``, its fragment is left out, and the rest goes through ``sanitize``
     (credential formats in the path, control characters, the length bound).
     A query parameter's name is kept (``?token=***&room=***``): which value was
-    sent is what a reader needs, and any value may be a credential. Never raises."""
+    sent is what a reader needs, and any value may be a credential; a parameter
+    without ``=`` is all value (``?***``). Never raises."""
     try:
         text = _to_str(url)
         try:
@@ -258,8 +259,9 @@ def shown_url(url: object, limit: int = 256) -> str:
         netloc = REDACTED + "@" + host[2] if host[1] else parts.netloc
         shown = (parts.scheme + "://" if parts.scheme else "") + netloc + parts.path
         if parts.query:
-            names = (pair.partition("=")[0] for pair in parts.query.split("&"))
-            shown += "?" + "&".join(name + "=" + REDACTED for name in names)
+            # A pair without "=" is all value: nothing of it is kept.
+            shown += "?" + "&".join(pair.partition("=")[0] + "=" + REDACTED if "=" in pair
+                                    else REDACTED for pair in parts.query.split("&"))
         return sanitize(shown, limit)
     except Exception:
         return "<unprintable url>"

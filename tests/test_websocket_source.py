@@ -392,3 +392,14 @@ def test_a_url_that_is_not_websocket_is_refused_at_construction():
         WebSocketSource("http://127.0.0.1/?token=" + SECRET)
     with pytest.raises(ValueError, match="ping_timeout"):
         WebSocketSource("ws://127.0.0.1/", ping_timeout=-1)
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("wss://h.example/room#frag-" + SECRET, "wss://h.example/room"),
+    ("ws://h.example/?" + SECRET + "&a=1", "ws://h.example/?***&a=***"),
+    ("ws://[::1/?token=" + SECRET, "ws://***"),  # unparsable: only its scheme
+])
+def test_shown_url_drops_the_fragment_and_survives_a_broken_url(url, shown):
+    from plugin_service._redact import shown_url
+
+    assert shown_url(url) == shown
