@@ -30,6 +30,17 @@ from ._plugin import ServicePlugin, ToolPlugin
 from ._ray import RayBackend
 from ._service import ServiceHandle
 from ._signals import drain_on_signals
+from ._sources import (
+    IngressSource,
+    IterableSource,
+    ReconnectPolicy,
+    SourceContext,
+    SourceExhausted,
+    SourceHandle,
+    SourceState,
+    SourceStatus,
+    TimerSource,
+)
 
 _disable_unless_chosen("plugin_service")
 
@@ -63,4 +74,13 @@ __all__ = [
     "RayBackend",
     "drain_on_signals",
     "log_to_stdlib",
+    "IngressSource",
+    "SourceContext",
+    "SourceExhausted",
+    "SourceHandle",
+    "SourceStatus",
+    "SourceState",
+    "ReconnectPolicy",
+    "TimerSource",
+    "IterableSource",
 ]

@@ -5,7 +5,7 @@ import datetime as _dt
 import enum
 import functools
 from collections.abc import Mapping
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 
 import attrs
 
@@ -13,18 +13,11 @@ from ._latency import LatencyHistogram
 from ._lifecycle import LifecycleState
 from ._redact import REDACTED, sanitize, secret_key, shown_id
 
-__all__ = [
-    "DiagnosticKind",
-    "Diagnostic",
-    "DispatchCounters",
-    "ServiceStatus",
-    "ToolCounters",
-    "ToolStatus",
-    "HostStatus",
-    "DeadLetter",
-    "REJECTION_REASONS",
-    "jsonable",
-]
+if TYPE_CHECKING:  # pragma: no cover
+    from ._sources.status import SourceStatus
+
+__all__ = ["DiagnosticKind", "Diagnostic", "DispatchCounters", "ServiceStatus", "ToolCounters",
+           "ToolStatus", "HostStatus", "DeadLetter", "REJECTION_REASONS", "jsonable"]
 
 
 class DiagnosticKind(str, enum.Enum):
@@ -47,6 +40,9 @@ class DiagnosticKind(str, enum.Enum):
     HOST_CLOSED = "host_closed"
     PLUGIN_LOAD = "plugin_load"
     HOST_FORKED = "host_forked"
+    SOURCE_FAILED = "source_failed"
+    SOURCE_UNAVAILABLE = "source_unavailable"
+    SOURCE_NOT_FOUND = "source_not_found"
 
     def __str__(self) -> str:
         return self.value
@@ -356,7 +352,7 @@ class ToolStatus:
 
 @attrs.frozen
 class HostStatus:
-    """Snapshots of every service and tool of a host, keyed by name.
+    """Snapshots of every service, tool and source of a host, keyed by name.
 
     ``forked`` is True for a host inherited through ``os.fork()``: in that process
     it runs nothing, and every service and tool reports a HOST_FORKED diagnostic.
@@ -366,10 +362,12 @@ class HostStatus:
                                                         metadata={_NAMES: True})
     tools: Mapping[str, ToolStatus] = attrs.field(factory=dict, metadata={_NAMES: True})
     forked: bool = False
+    #: Snapshots of the host's sources (``SourceStatus``), keyed by name.
+    sources: Mapping[str, "SourceStatus"] = attrs.field(factory=dict, metadata={_NAMES: True})
 
     def to_dict(self) -> Dict[str, Any]:
-        """``{"services": {name: ...}, "tools": {name: ...}, "forked": bool}`` in plain
-        JSON types; never raises."""
+        """``{"services": {name: ...}, "tools": {name: ...}, "forked": bool,
+        "sources": {name: ...}}`` in plain JSON types; never raises."""
         return _export(self)
 
 

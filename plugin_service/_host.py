@@ -23,6 +23,8 @@ from ._lifecycle import LifecycleState
 from ._plugin import ServicePluginLike, ToolPlugin
 from ._pool import ToolPool
 from ._service import PLUGIN_STATUS_BOUND, Runtime, ServiceHandle
+from ._sources import SourceRegistry
+from ._sources.host import HostSources
 from ._tool_closing import ToolClosing
 from ._tools import Tool, check_grace
 from ._typevars import ResultT
@@ -44,7 +46,7 @@ WATCHDOG_JOIN_BOUND = 5.0
 _DEFAULT_CONFIG = ServiceConfig()  # frozen, so one instance serves every service
 
 
-class PluginHost:
+class PluginHost(HostSources):
     """Owns service plugins and tool plugins, and the threads that run them.
 
     Beyond one worker thread per running service, a host starts one watchdog
@@ -85,6 +87,7 @@ class PluginHost:
         self._pid = os.getpid()
         self._forked = False  # set in a forked child only; read before any lock
         self._tool_closing = ToolClosing(self._pool, self._tool_cancel_grace)
+        self._sources = SourceRegistry()
         _fork.track(self)
 
     def _mark_forked(self) -> None:
@@ -95,6 +98,7 @@ class PluginHost:
             handle._forked_from = self._pid
         for tool in self._tools.values():
             tool._forked_from = self._pid  # its futures refuse to wait
+        self._sources.mark_forked(self._pid)
 
     def _forked_error(self) -> errors.HostForked:
         return _fork.forked_error(self._pid)
@@ -300,7 +304,7 @@ class PluginHost:
                 services={h.name: h.status() for h in list(self._services.values())},
                 tools={t.name: _fork.forked_tool_status(t.name, t._max_concurrency, self._pid)
                        for t in list(self._tools.values())},
-                forked=True)
+                forked=True, sources=self._sources.forked_statuses(self._pid))
         with self._lock:
             tools = list(self._tools.values())
         # Every plugin's status() runs at once, all bounded by one deadline.
@@ -308,7 +312,8 @@ class PluginHost:
         deadline = time.monotonic() + PLUGIN_STATUS_BOUND
         return HostStatus(services={h.name: h._finish_status(snapshot, call, deadline)
                                     for h, (snapshot, call) in begun},
-                          tools={t.name: t.status() for t in tools})
+                          tools={t.name: t.status() for t in tools},
+                          sources=self._sources.statuses())
 
     # ------------------------------------------------------------- closing
     def close(self, timeout: Optional[float] = None) -> None:
@@ -339,6 +344,7 @@ class PluginHost:
             self._closed = True
             handles = list(self._services.values())
             tools = list(self._tools.values())
+        self._sources.close(deadline)  # first: no new items, each read one settled
         self._tool_closing.begin(tools)
         for handle in handles:
             handle._close_begin()
@@ -372,7 +378,9 @@ class PluginHost:
         """Cut a drain short (``drain_on_signals``' second signal), before or during
         :meth:`close`: every service drops what it has queued (``ServiceStopped``)
         and cancels a running handler, which gets its ``cancel_grace``; every
-        running tool call is cancelled and gets ``tool_cancel_grace`` from now."""
+        running tool call is cancelled and gets ``tool_cancel_grace`` from now.
+        Every source stops at once: an item it holds is dropped, counted."""
+        self._sources.stop()
         for handle in self.services():
             try:
                 handle._request_stop(False, 0)

@@ -28,6 +28,7 @@ from ._diagnostics import REJECTION_REASONS, DispatchCounters, HostStatus, ToolC
 from ._host import PluginHost
 from ._latency import LatencyHistogram
 from ._lifecycle import LifecycleState
+from ._sources import SourceState
 
 __all__ = ["MetricsServer", "PluginHostCollector", "serve_metrics"]
 
@@ -48,7 +49,13 @@ _SERVICE_HISTOGRAMS = (
     ("handler_time", "handler_seconds",
      "Seconds from a handler's invocation until the event's outcome, retries included."))
 # The label names the collector's own series use, which const labels may not take.
-_OWN_LABELS = frozenset({"service", "tool", "state", "reason", "version", "le", "quantile"})
+_OWN_LABELS = frozenset({"service", "tool", "source", "state", "reason", "version", "le",
+                         "quantile"})
+_SOURCE_COUNTERS = (("received", "Items the source read."),
+                    ("submitted", "Events the source queued to its service."),
+                    ("rejected", "Items refused: to_event raised or the event was invalid."),
+                    ("dropped", "Items read but never submitted (overflow, stop, close)."),
+                    ("reconnects", "Connects after a failure."))
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _Snapshot = Tuple[List[str], HostStatus]  # a host's label values, its status
 
@@ -119,6 +126,7 @@ class PluginHostCollector:
         yield info
         yield from _service_families(names, snapshots)
         yield from _tool_families(names, snapshots)
+        yield from _source_families(names, snapshots)
 
 
 def _counter_families(what: str, counters: Sequence[str], documentation: str,
@@ -188,6 +196,25 @@ def _tool_families(names: List[str], snapshots: Sequence[_Snapshot]) -> Iterator
     yield _histogram(f"{PREFIX}_tool_call_seconds",
                      "Seconds from a call's admission until its outcome.", labels,
                      [(key, tool.call_time) for key, tool in tools])
+
+
+def _source_families(names: List[str], snapshots: Sequence[_Snapshot]) -> Iterator[Metric]:
+    sources = [(values + [source.name, source.service], source)
+               for values, status in snapshots for source in status.sources.values()]
+    labels = names + ["source", "service"]
+    for counter, documentation in _SOURCE_COUNTERS:
+        family = CounterMetricFamily(f"{PREFIX}_source_{counter}", documentation,
+                                     labels=labels)
+        for key, source in sources:
+            family.add_metric(key, getattr(source, counter))
+        yield family
+    state = GaugeMetricFamily(f"{PREFIX}_source_state",
+                              "1 for the source's current state, else 0.",
+                              labels=labels + ["state"])
+    for key, source in sources:
+        for candidate in SourceState:
+            state.add_metric(key + [candidate.value], 1.0 if source.state is candidate else 0.0)
+    yield state
 
 
 def _histogram(name: str, documentation: str, labels: List[str],

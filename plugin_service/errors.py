@@ -38,6 +38,8 @@ __all__ = [
     "HostClosed",
     "PluginLoadError",
     "HostForked",
+    "SourceUnavailable",
+    "SourceNotFound",
 ]
 
 
@@ -292,3 +294,28 @@ class HostForked(PluginServiceError, RuntimeError):
             % (what, created_pid, pid), service=service)
         self.created_pid = created_pid
         self.pid = pid
+
+
+class SourceUnavailable(PluginServiceError):
+    """``SourceHandle.send`` could not send through source ``source``: it cannot
+    send at all (``state`` None: its class does not implement ``send()``), or it
+    is not connected now (``state``: connecting, backoff, stopped, failed).
+    Sending again once ``status().state`` is open may succeed."""
+
+    kind = _K.SOURCE_UNAVAILABLE
+
+    def __init__(self, message: str = "", *, source: Optional[str] = None,
+                 state: Any = None, service: Optional[str] = None) -> None:
+        super().__init__(message, service=service)
+        self.source = source
+        self.state = state
+
+
+class SourceNotFound(PluginServiceError, LookupError):
+    """No source of that name is attached to the host."""
+
+    kind = _K.SOURCE_NOT_FOUND
+
+    def __init__(self, name: str) -> None:
+        super().__init__("no source named %r" % (name,))
+        self.name = name

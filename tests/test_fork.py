@@ -18,12 +18,12 @@ from typing import Any, Callable, Dict, List
 
 import pytest
 from support.checks import assert_invariants
-from support.doubles import Blocking, Echo, event
+from support.doubles import INGRESS, Blocking, Echo, event
 from support.timing import HANG
 
 import plugin_service._context as _context
 import plugin_service._future as _future
-from plugin_service import DiagnosticKind, PluginHost, ServiceConfig, errors
+from plugin_service import DiagnosticKind, IterableSource, PluginHost, ServiceConfig, errors
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
@@ -337,3 +337,31 @@ def test_an_inherited_tool_future_and_callbacks_raise_instead_of_hanging(started
     assert event_future.result(timeout=HANG) == "parent's"
     for call, what in seen.items():
         assert what.get("raised") == "HostForked", (call, what)
+
+
+# ------------------------------------------------------------------ sources
+def test_an_inherited_source_refuses_every_call_and_reports_failed(started):
+    handle = started.add_source("numbers", IterableSource([1]), service="svc",
+                                ingress=INGRESS)
+
+    def child() -> Dict[str, Any]:
+        return {
+            "calls": {
+                "host.add_source": attempt(lambda: started.add_source(
+                    "more", IterableSource([]), service="svc", ingress=INGRESS)),
+                "host.source": attempt(lambda: started.source("numbers")),
+                "handle.send": attempt(lambda: handle.send("x")),
+                "handle.pause": attempt(handle.pause),
+                "handle.resume": attempt(handle.resume),
+            },
+            "status": handle.status().to_dict(),
+            "host": started.status().to_dict()["sources"]["numbers"],
+        }
+
+    seen = in_child(child)
+    for call, what in seen["calls"].items():
+        assert what.get("raised") == "HostForked", (call, what)
+    for status in (seen["status"], seen["host"]):
+        assert status["state"] == "failed" and status["received"] == 0
+        assert status["last_error"]["kind"] == "host_forked"
+    assert handle.status().state != "failed"  # the parent's source is unaffected

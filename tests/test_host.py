@@ -53,7 +53,8 @@ def test_status_to_dict_has_services_and_tools_and_dumps_to_json(make_host):
 
     as_dict = json.loads(json.dumps(host.status().to_dict()))
 
-    assert set(as_dict) == {"services", "tools", "forked"}
+    assert set(as_dict) == {"services", "tools", "forked", "sources"}
+    assert as_dict["sources"] == {}
     assert as_dict["forked"] is False
     assert as_dict["services"]["svc"]["state"] == "running"
     assert as_dict["services"]["svc"]["counters"]["succeeded"] == 1
@@ -67,8 +68,9 @@ def test_status_to_dict_has_services_and_tools_and_dumps_to_json(make_host):
     assert tool["last_error"]["kind"] == "tool_failed"
 
 
-def test_empty_host_status_to_dict_is_two_empty_maps_not_forked(make_host):
-    assert make_host().status().to_dict() == {"services": {}, "tools": {}, "forked": False}
+def test_empty_host_status_to_dict_is_three_empty_maps_not_forked(make_host):
+    assert make_host().status().to_dict() == {"services": {}, "tools": {}, "forked": False,
+                                              "sources": {}}
 
 
 # ------------------------------------------------------------------- close

@@ -28,6 +28,10 @@ output, one JSON line per input line, in the order outcomes complete:
   MalformedLine (or InvalidEvent, ServiceNotFound, ToolNotFound) and the run
   goes on; so is a line longer than --max-line-bytes, with type LineTooLong.
 
+sources: --timer SERVICE:INGRESS=SECONDS attaches a host-owned source (named
+timer-1, timer-2...); its events' outcomes are not written to stdout: they are
+counted in the status ("sources" and the service's counters).
+
 stopping: end of input, Ctrl-C (SIGINT) or SIGTERM stops reading and drains
 every accepted event, each service for up to --stop-timeout, then a running
 handler is cancelled and gets --cancel-grace. A second Ctrl-C or SIGTERM stops
@@ -138,6 +142,8 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument("--metrics-addr", metavar="ADDR", default="127.0.0.1",
                      help="address of the metrics endpoint (default: 127.0.0.1)")
     _add_run_bounds(run)
+    from .sources import add_source_options  # it builds on this module's types
+    add_source_options(run)
     run.add_argument("--status-file", metavar="PATH",
                      help="also write the final status as JSON to PATH")
     run.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",

@@ -19,6 +19,7 @@ from .._ray import RayBackend
 from .feed import _Runner
 from .parser import _UsageError
 from .signals import _signal_drain, _StatusReporter, _write_status
+from .sources import attach_sources
 from .specs import _add_plugins
 from .streams import _Stream
 
@@ -83,6 +84,7 @@ def _open_host(args: argparse.Namespace, stderr: _Stream
         if host.backend is not None:
             _start_ray(host.backend, args.ray)
         _add_plugins(host, args, config, stderr)
+        attach_sources(host, args)
         if args.metrics_port is not None:
             metrics = _serve_metrics(host, args, stderr)
         try:

@@ -127,6 +127,29 @@ class Mailbox(Ledger):
             return [_posted_id(item) for item in items]
         return ids  # type: ignore[return-value]  # no None in it
 
+    # A host-owned source submits in two steps, so that it decides itself what
+    # a full queue or a service that is not running means for its item (wait,
+    # withdraw its oldest, drop), with nothing recorded here for that refusal.
+    def _admit(self, event: Any) -> Optional[DispatchFuture[Any]]:
+        """The future of ``event`` if the service takes events now, validated as
+        ``submit`` does (``InvalidEvent`` raised and recorded alike); None while
+        it is not RUNNING (nothing recorded). Nothing is enqueued yet."""
+        if self._state is not _RUNNING:
+            return None
+        reason = check_event(event, self._ingresses)
+        if reason is not None:
+            raise self._reject(errors.InvalidEvent(reason, service=self.name), event)
+        return DispatchFuture(event, self)
+
+    def _place(self, future: DispatchFuture[Any], timeout: float
+               ) -> Optional[errors.PluginServiceError]:
+        """Enqueue an admitted ``future``, waiting up to ``timeout`` seconds for
+        room. None once it is queued; else the refusal (``QueueFull``, or the
+        state's error), returned and not recorded."""
+        if self._timed:
+            future._queued_at = _monotonic()
+        return self._enqueue_slow((future,), timeout > 0, timeout)[1]
+
     def _enqueue(self, event: Any, make: Type[_Item], block: bool,
                  timeout: Optional[float]) -> _Item:
         # The hot path's producer side, written inline on purpose: the fast case
