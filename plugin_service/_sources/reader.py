@@ -136,7 +136,7 @@ def _disconnect(handle: SourceHandle, then: Optional[SourceState] = None) -> Non
             handle._moved(then)
         try:
             handle._source.close()
-        except Exception as exc:
+        except BaseException as exc:  # recorded and ignored, like connect's and receive's
             _failed(handle, "close()", exc)
 
 
