@@ -124,3 +124,40 @@ def test_a_bad_policy_is_refused_with_value_error(options):
 def test_max_attempts_zero_never_reconnects():
     assert ReconnectPolicy(max_attempts=0).gives_up(1)
     assert not ReconnectPolicy(max_attempts=1).gives_up(1)
+
+
+def test_a_receive_raising_a_base_exception_reconnects_like_any_failure(host, start_service):
+    class Abort(BaseException):
+        """Not an Exception: plugin code may raise one all the same."""
+
+    plugin = Echo()
+    start_service("svc", plugin)
+    source = FedSource()
+    handle = host.add_source("fed", source, service="svc", ingress=INGRESS, reconnect=TINY)
+    source.put(1, Abort("lost"), 2)
+    wait_until(lambda: plugin.payloads == [1, 2])
+    status = handle.status()
+    assert (status.state, status.reconnects, source.connects) == (SourceState.OPEN, 1, 2)
+    assert "receive() raised Abort" in status.last_error.message
+
+
+def test_a_close_raising_a_base_exception_is_recorded_and_the_source_reconnects(
+        host, start_service):
+    class Abort(BaseException):
+        """Not an Exception: plugin code may raise one all the same."""
+
+    class BadClose(FedSource):
+        def close(self):
+            super().close()
+            if self.closes == 1:
+                raise Abort("close failed")
+
+    plugin = Echo()
+    start_service("svc", plugin)
+    source = BadClose()
+    handle = host.add_source("fed", source, service="svc", ingress=INGRESS, reconnect=TINY)
+    source.put(1, RuntimeError("lost"), 2)
+    wait_until(lambda: plugin.payloads == [1, 2])
+    status = handle.status()
+    assert (status.state, status.reconnects, source.connects) == (SourceState.OPEN, 1, 2)
+    assert "close() raised Abort" in status.last_error.message

@@ -380,3 +380,46 @@ def test_the_metrics_export_every_source(host, start_service):
     assert value("plugin_service_source_reconnects_total", labels) == 0
     assert value("plugin_service_source_state", dict(labels, state="stopped")) == 1
     assert value("plugin_service_source_state", dict(labels, state="open")) == 0
+
+
+def test_an_item_whose_to_event_raises_a_base_exception_is_rejected_and_the_source_goes_on(
+        host, start_service):
+    class Abort(BaseException):
+        """Not an Exception: plugin code may raise one all the same."""
+
+    class Raising(FedSource):
+        def to_event(self, item):
+            if item[0] == "abort":
+                raise Abort("cannot parse")
+            return super().to_event(item)
+
+    plugin = Echo()
+    start_service("svc", plugin)
+    source = Raising()
+    handle = host.add_source("fed", source, service="svc", ingress=INGRESS)
+    source.put(1, "abort", 2)
+    status = settled(handle, 3)
+    wait_until(lambda: len(plugin.payloads) == 2)
+    assert plugin.payloads == [1, 2]
+    assert (status.submitted, status.rejected, status.state) == (2, 1, SourceState.OPEN)
+    assert "to_event raised Abort" in status.last_error.message
+
+
+def test_a_source_class_may_have_a_name_attribute_of_its_own(host, start_service):
+    class Named(FedSource):
+        name = "the default name"  # a class attribute, not an attachment
+
+    plugin = Echo()
+    start_service("svc", plugin)
+    source = Named()
+    handle = host.add_source("named", source, service="svc", ingress=INGRESS)
+    source.put(1)
+    wait_until(lambda: plugin.payloads == [1])
+    assert handle.status().submitted == 1
+
+
+def test_a_duplicate_name_is_refused_before_the_ingress_is_checked(host, start_service):
+    start_service("svc", Echo())
+    host.add_source("one", FedSource(), service="svc", ingress=INGRESS)
+    with pytest.raises(ValueError, match="attached already"):
+        host.add_source("one", FedSource(), service="svc", ingress="nope")

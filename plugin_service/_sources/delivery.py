@@ -35,7 +35,7 @@ def deliver(handle: SourceHandle, item: Any) -> None:
     handle._note_received()
     try:
         event = handle._source.to_event(item)
-    except Exception as exc:
+    except BaseException as exc:  # noqa: B036 - a bad item never stops a source
         _reject(handle, "to_event raised %s" % describe(exc))
         return
     try:

@@ -68,7 +68,7 @@ def _connection(handle: SourceHandle) -> Tuple[str, bool]:
     except SourceExhausted:
         _disconnect(handle)
         return _ENDED, False
-    except Exception as exc:
+    except BaseException as exc:  # noqa: B036 - anything but SourceExhausted: reconnect
         _failed(handle, "connect()", exc)
         _disconnect(handle, _S.BACKOFF)
         return _BROKEN, False
@@ -86,7 +86,7 @@ def _connection(handle: SourceHandle) -> Tuple[str, bool]:
             except SourceExhausted:
                 how = _ENDED
                 return how, delivered
-            except Exception as exc:
+            except BaseException as exc:  # noqa: B036 - as documented: a reconnect follows
                 how = _BROKEN
                 _failed(handle, "receive()", exc)
                 return how, delivered
@@ -136,7 +136,7 @@ def _disconnect(handle: SourceHandle, then: Optional[SourceState] = None) -> Non
             handle._moved(then)
         try:
             handle._source.close()
-        except Exception as exc:
+        except BaseException as exc:  # recorded and ignored, like connect's and receive's
             _failed(handle, "close()", exc)
 
 

@@ -61,7 +61,7 @@ def _check_name(name: Any) -> None:
 def _check_options(source: Any, ingress: Any, overflow: Any, reconnect: Any) -> None:
     if not isinstance(source, IngressSource):
         raise TypeError("add_source takes an IngressSource, got %r" % (type(source).__name__,))
-    if source.name is not None:
+    if source._declared is not None:  # set by add_source only: a class may name itself
         raise ValueError("this %s is attached already, as source %r: a source instance "
                          "belongs to one host, once" % (type(source).__name__, source.name))
     if not isinstance(ingress, str) or not ingress.strip():
@@ -95,6 +95,8 @@ class SourceRegistry:
         """Check, attach and start a source (see ``PluginHost.add_source``)."""
         _check_name(name)
         _check_options(source, ingress, overflow, reconnect)
+        if name in self._sources:  # before the ingress check; again under the lock
+            raise ValueError("a source named %r is attached already" % name)
         _check_ingress(service, ingress)
         handle = SourceHandle(name, source, service, ingress, overflow,
                               reconnect if reconnect is not None else ReconnectPolicy())
@@ -103,7 +105,7 @@ class SourceRegistry:
                 raise errors.HostClosed("host is closed; cannot add source %r" % name)
             if name in self._sources:
                 raise ValueError("a source named %r is attached already" % name)
-            if source.name is not None:  # attached meanwhile by another thread
+            if source._declared is not None:  # attached meanwhile by another thread
                 raise ValueError("this source is attached already, as %r" % source.name)
             source.name, source.service, source.ingress = name, service.name, ingress
             source._declared = lambda: service._ingresses.get(ingress) \
