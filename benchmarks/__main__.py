@@ -5,7 +5,7 @@ import importlib.util
 import sys
 from typing import List
 
-from . import dispatch, fanin, isolation, ray_backend, roundtrip, scale, timeouts, tools
+from . import dispatch, fanin, isolation, ray_backend, roundtrip, scale, timeouts, tools, websocket
 from ._cli import Builder, main
 
 #: Every scenario's builder, in the order the table lists them (the issue's order).
@@ -24,7 +24,15 @@ RAY_MISSING = "ray is not importable: the ray_backend scenario is skipped (pip i
 if importlib.util.find_spec("ray") is not None:
     SCENARIOS.append(ray_backend.build)
 
+#: The WebSocket source (9, 10) runs when websockets (the ``websocket`` extra) is.
+WEBSOCKETS_MISSING = ("websockets is not importable: the websocket scenarios are skipped "
+                      "(pip install '.[websocket]')")
+if importlib.util.find_spec("websockets") is not None:
+    SCENARIOS += [websocket.build, websocket.build_latency]
+
 if __name__ == "__main__":
     if ray_backend.build not in SCENARIOS:
         print(RAY_MISSING, file=sys.stderr)
+    if websocket.build not in SCENARIOS:
+        print(WEBSOCKETS_MISSING, file=sys.stderr)
     sys.exit(main(SCENARIOS))

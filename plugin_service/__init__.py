@@ -40,6 +40,7 @@ from ._sources import (
     SourceState,
     SourceStatus,
     TimerSource,
+    WebSocketSource,
 )
 
 _disable_unless_chosen("plugin_service")
@@ -83,4 +84,5 @@ __all__ = [
     "ReconnectPolicy",
     "TimerSource",
     "IterableSource",
+    "WebSocketSource",
 ]

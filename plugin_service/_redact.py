@@ -20,9 +20,9 @@ from __future__ import annotations
 import binascii
 import re
 from typing import Any, Optional
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
-__all__ = ["sanitize", "secret_key", "REDACTED"]
+__all__ = ["sanitize", "secret_key", "shown_url", "REDACTED"]
 
 REDACTED = "***"
 _ELLIPSIS = "\u2026"
@@ -238,3 +238,30 @@ def shown_id(value: Optional[object]) -> Optional[str]:
     if type(value) is str and _PLAIN_ID_RE.fullmatch(value) is not None:
         return value
     return sanitize(value, 128)
+
+
+def shown_url(url: object, limit: int = 256) -> str:
+    """``url`` as it may be shown (a repr, a status, an error message): its
+    userinfo (``user:password@``) and the value of every query parameter become
+    ``***``, its fragment is left out, and the rest goes through ``sanitize``
+    (credential formats in the path, control characters, the length bound).
+    A query parameter's name is kept (``?token=***&room=***``): which value was
+    sent is what a reader needs, and any value may be a credential; a parameter
+    without ``=`` is all value (``?***``). Never raises."""
+    try:
+        text = _to_str(url)
+        try:
+            parts = urlsplit(text)
+        except ValueError:  # an unclosed IPv6 bracket: keep what precedes the host
+            scheme, _, _ = text.partition("://")
+            return sanitize(scheme + "://" + REDACTED, limit)
+        host = parts.netloc.rpartition("@")
+        netloc = REDACTED + "@" + host[2] if host[1] else parts.netloc
+        shown = (parts.scheme + "://" if parts.scheme else "") + netloc + parts.path
+        if parts.query:
+            # A pair without "=" is all value: nothing of it is kept.
+            shown += "?" + "&".join(pair.partition("=")[0] + "=" + REDACTED if "=" in pair
+                                    else REDACTED for pair in parts.query.split("&"))
+        return sanitize(shown, limit)
+    except Exception:
+        return "<unprintable url>"

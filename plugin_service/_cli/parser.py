@@ -28,9 +28,10 @@ output, one JSON line per input line, in the order outcomes complete:
   MalformedLine (or InvalidEvent, ServiceNotFound, ToolNotFound) and the run
   goes on; so is a line longer than --max-line-bytes, with type LineTooLong.
 
-sources: --timer SERVICE:INGRESS=SECONDS attaches a host-owned source (named
-timer-1, timer-2...); its events' outcomes are not written to stdout: they are
-counted in the status ("sources" and the service's counters).
+sources: --timer SERVICE:INGRESS=SECONDS and --websocket SERVICE:INGRESS=URL
+attach a host-owned source (named timer-1, websocket-1...); its events' outcomes
+are not written to stdout: they are counted in the status ("sources" and the
+service's counters).
 
 stopping: end of input, Ctrl-C (SIGINT) or SIGTERM stops reading and drains
 every accepted event, each service for up to --stop-timeout, then a running

@@ -1,4 +1,5 @@
-"""The sources a command line attaches: ``--timer SERVICE:INGRESS=SECONDS``.
+"""The sources a command line attaches: ``--timer SERVICE:INGRESS=SECONDS`` and
+``--websocket SERVICE:INGRESS=URL``.
 
 Each kind of source is one entry of ``SOURCE_OPTIONS``: its option, the
 metavar of its value, its help, and what builds the source from the value's
@@ -13,7 +14,8 @@ from typing import Any, NamedTuple
 
 from .. import errors
 from .._host import PluginHost
-from .._sources import IngressSource, TimerSource
+from .._redact import shown_url
+from .._sources import IngressSource, TimerSource, WebSocketSource
 from .parser import _seconds, _UsageError
 
 
@@ -34,10 +36,22 @@ def _timer(text: str) -> IngressSource:
     return TimerSource(every)
 
 
+def _websocket(text: str) -> IngressSource:
+    try:
+        return WebSocketSource(text)
+    except ImportError as exc:  # the websocket extra is not installed
+        raise ValueError(str(exc).partition(" (")[0]) from None
+
+
 SOURCE_OPTIONS: list[SourceOption] = [
     SourceOption("timer", "SECONDS",
                  "send a 'tick' event (payload null) to INGRESS of SERVICE every SECONDS "
                  "(repeatable)", _timer),
+    SourceOption("websocket", "URL",
+                 "connect to the WebSocket server at URL (ws:// or wss://) and send each "
+                 "message it sends to INGRESS of SERVICE, as a 'websocket_text' or "
+                 "'websocket_binary' event; reconnects when the connection ends "
+                 "(repeatable; needs the 'websocket' extra)", _websocket),
 ]
 
 
@@ -53,7 +67,9 @@ def parse_attachment(text: str, option: str, metavar: str) -> Attachment:
     head, sep, value = text.partition("=")
     service, colon, ingress = head.partition(":")
     if not sep or not colon or not service.strip() or not ingress.strip() or not value:
-        raise _UsageError(f"--{option} {text!r} is not SERVICE:INGRESS={metavar}")
+        # The value may be a URL with credentials in it: shown redacted.
+        shown = head + sep + (shown_url(value) if "://" in value else value)
+        raise _UsageError(f"--{option} {shown!r} is not SERVICE:INGRESS={metavar}")
     return Attachment(service.strip(), ingress.strip(), value)
 
 

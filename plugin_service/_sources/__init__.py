@@ -6,7 +6,8 @@ from .handle import SourceHandle
 from .reconnect import ReconnectPolicy
 from .registry import SourceRegistry
 from .status import SourceState, SourceStatus
+from .websocket import WebSocketSource
 
 __all__ = ["IngressSource", "SourceContext", "SourceExhausted", "IterableSource",
            "TimerSource", "SourceHandle", "ReconnectPolicy", "SourceRegistry",
-           "SourceState", "SourceStatus"]
+           "SourceState", "SourceStatus", "WebSocketSource"]
