@@ -22,7 +22,7 @@ pytest.importorskip("websockets")
 from support.checks import assert_invariants, wait_until  # noqa: E402
 from support.doubles import INGRESS, Recorder  # noqa: E402
 from support.sources import assert_source_invariant, settled  # noqa: E402
-from support.timing import HANG  # noqa: E402
+from support.timing import HANG, LONG  # noqa: E402
 from support.wsserver import SilentServer, WsServer, drop  # noqa: E402
 
 from plugin_service import (  # noqa: E402
@@ -206,7 +206,8 @@ def test_a_silent_peer_is_detected_by_the_ping_timeout_and_reconnected(host):
     try:
         plugin = Feed(ALL_KINDS)
         handle = _attach(host, plugin, peer.url, ping_interval=0.1, ping_timeout=0.1)
-        notice = plugin.entered(timeout=HANG)
+        # Noticed after ping_interval + ping_timeout + close_timeout (2 s).
+        notice = plugin.entered(timeout=LONG)
         assert notice.kind == "websocket_error"
         assert "keepalive ping timeout" in notice.payload["message"]
         wait_until(lambda: peer.accepts >= 2, what="a second connection")
