@@ -1,11 +1,15 @@
 """Per-service configuration and the retry and restart policies."""
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple, Type
+import math
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Type
 
 import attrs
 
 from ._checks import non_negative, positive_int
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._diagnostics import Diagnostic
 
 __all__ = ["ServiceConfig", "RetryPolicy", "RestartPolicy"]
 
@@ -50,14 +54,66 @@ class RetryPolicy:
     )
 
 
+def _number(name: str, value: Any, phrase: str, at_least: float, *,
+            optional: bool = True, strictly: bool = False) -> None:
+    """A finite int or float >= ``at_least`` (> it when ``strictly``), or None
+    when ``optional``; else ``ValueError`` naming ``name`` and ``phrase``."""
+    non_negative(name, value, optional=optional, number=True, allow_nan=False, phrase=phrase)
+    if value is not None and (math.isinf(value) or value < at_least
+                              or (strictly and value == at_least)):
+        raise ValueError("%s must be %s, got %r" % (name, phrase, value))
+
+
+def _multiplier(instance: Any, attribute: Any, value: Any) -> None:
+    _number(attribute.name, value, "a finite number >= 1", 1.0, optional=False)
+
+
+def _max_backoff(instance: Any, attribute: Any, value: Any) -> None:
+    backoff = instance.backoff  # attrs validates once every field is set
+    floor = backoff if isinstance(backoff, (int, float)) and not math.isnan(backoff) else 0.0
+    _number(attribute.name, value, "a finite number >= backoff (%r) or None" % (backoff,),
+            floor)
+
+
+def _reset_after(instance: Any, attribute: Any, value: Any) -> None:
+    _number(attribute.name, value, "a finite number of seconds > 0 or None", 0.0,
+            strictly=True)
+
+
+def _on_give_up(instance: Any, attribute: Any, value: Any) -> None:
+    if value is not None and not callable(value):
+        raise TypeError("on_give_up must be a callable(name, diagnostic) or None, got %r"
+                        % (value,))
+
+
 @attrs.frozen
 class RestartPolicy:
-    """Restart a FAILED running service after ``backoff`` seconds, at most
-    ``max_restarts`` times within any ``window`` seconds."""
+    """Restart a FAILED running service automatically, at most ``max_restarts``
+    times within any ``window`` seconds.
+
+    Automatic restart *n* (counted from 0) waits ``backoff * multiplier ** n``
+    seconds, capped at ``max_backoff``; *n* starts over once the service has run
+    ``reset_after`` seconds without failing (never, with None), and whenever the
+    host restarts it by hand (``restart()``). The defaults wait ``backoff`` every
+    time.
+
+    When a failure finds the ``window`` already holding ``max_restarts``
+    automatic restarts, the service stays FAILED and ``on_give_up(name,
+    diagnostic)`` is called (``diagnostic`` is ``status().failure``), once per
+    give-up, on a new daemon thread of its own, never under a lock; what it
+    raises is logged.
+    """
 
     max_restarts: int = attrs.field(default=3, validator=_positive_int)
     window: Optional[float] = attrs.field(default=60.0, validator=_non_negative)
     backoff: float = attrs.field(default=0.5, validator=_non_negative)
+    multiplier: float = attrs.field(default=1.0, kw_only=True, validator=_multiplier)
+    max_backoff: Optional[float] = attrs.field(default=None, kw_only=True,
+                                               validator=_max_backoff)
+    reset_after: Optional[float] = attrs.field(default=None, kw_only=True,
+                                               validator=_reset_after)
+    on_give_up: Optional[Callable[[str, "Diagnostic"], Any]] = attrs.field(
+        default=None, kw_only=True, validator=_on_give_up)
 
 
 @attrs.frozen

@@ -298,6 +298,7 @@ class ServiceStatus:
         factory=functools.partial(dict.fromkeys, REJECTION_REASONS, 0), metadata={_NAMES: True})
     queue_wait: Optional[LatencyHistogram] = None
     handler_time: Optional[LatencyHistogram] = None
+    restart_backoff: Optional[float] = None  #: the latest automatic restart's wait (s)
 
     def to_dict(self) -> Dict[str, Any]:
         """A dict of plain JSON types that ``json.dumps`` accepts; never raises."""

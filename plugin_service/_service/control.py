@@ -10,8 +10,10 @@ import threading
 from typing import TYPE_CHECKING, Optional
 
 from .. import errors
+from .._config import RestartPolicy
 from .._diagnostics import Diagnostic, ServiceStatus
 from .._lifecycle import LifecycleState, can_transition
+from .backoff import GiveUp, RestartBackoff
 from .core import (
     _FAILED,
     _IDLE,
@@ -63,7 +65,8 @@ class Control(InFlight):
 
     def _fail(self, diagnostic: Diagnostic, later: Deferred, clean_up: bool = False,
               on_return: bool = False) -> None:
-        """Go FAILED (once per life); queued events wait for a restart or are dropped.
+        """Go FAILED (once per life); queued events wait for a restart or are
+        dropped (and past the restart intensity, the policy gives up).
 
         ``clean_up``: the failure came from the events (``fail_after``, an error
         escaping the loop) while the worker is between plugin calls, so the worker
@@ -79,31 +82,52 @@ class Control(InFlight):
             self._owe_clean_up(self._failure)
         elif on_return:
             self._clean_ups_on_return[self._life] = self._failure
-        restart = self._restart_allowed()
+        backoff = self._restart_backoff()  # before the transition: it reads the state
+        restart = backoff is not None and self._restart_allowed(backoff.policy)
+        was_running = self._state is _RUNNING
         self._transition(_FAILED, diagnostic.kind.value)
         self._recall_ahead(later)
         self._fail_pending = None
-        if restart and self._config.restart is not None:
-            backoff = self._config.restart.backoff
-            self._restart_timer = self._runtime.watchdog.schedule(
-                _monotonic() + backoff, self._on_restart_due, self._life)
-        else:
+        if backoff is None or not restart:
             self._drop_queued(errors.ServiceFailed, later)
+            if backoff is not None:
+                self._give_up(backoff.policy, later)
+            return
+        self._restart_timer = self._runtime.watchdog.schedule(
+            _monotonic() + backoff.next_wait(was_running), self._on_restart_due, self._life)
 
-    def _restart_allowed(self) -> bool:
-        policy = self._config.restart
-        if policy is None or self._closing:
-            return False
+    def _restart_backoff(self) -> Optional[RestartBackoff]:
+        """The restart policy's backoff when this failure is one it may restart;
+        None for a failed start reported to its caller, a failed stop, or once
+        the host is closing."""
+        backoff = self._backoff
+        if backoff is None or self._closing:
+            return None
         if self._phase is _IN_START and not self._auto_life:
-            return False  # a failed start is reported to its caller, not restarted
+            return None  # a failed start is reported to its caller, not restarted
         if self._state is _STOPPING:
-            return False  # a failed stop stays FAILED
+            return None  # a failed stop stays FAILED
+        return backoff
+
+    def _restart_allowed(self, policy: RestartPolicy) -> bool:
+        """Whether the restart intensity allows one more: fewer than
+        ``max_restarts`` automatic restarts within the last ``window`` seconds."""
         recent = self._auto_restarts
         if policy.window is not None:
             horizon = _monotonic() - policy.window
             while recent and recent[0] < horizon:
                 recent.popleft()
         return len(recent) < policy.max_restarts
+
+    def _give_up(self, policy: RestartPolicy, later: Deferred) -> None:
+        """The restart intensity is exceeded: the service stays FAILED, and the
+        policy's ``on_give_up`` is called once the lock is released."""
+        self._log.error("gave up restarting: {} automatic restarts within {}; stays FAILED",
+                        policy.max_restarts,
+                        "its life" if policy.window is None else "%gs" % policy.window)
+        if policy.on_give_up is not None:
+            later.add(GiveUp(policy.on_give_up, self.name, self._failure, self._log).start,
+                      None)
 
     def _recall_ahead(self, later: Deferred) -> None:
         """Nothing handed over ahead may run any more (a failure, a stop without
@@ -274,6 +298,8 @@ class Control(InFlight):
                     "instance is not restarted under it" % (self.name, self._phase),
                     service=self.name, state=state)
             self._cancel_restart_timer()
+            if self._backoff is not None:
+                self._backoff.reset()  # restarted by hand: the backoff starts over
             self._restarts += 1
             self._begin_life(auto=False)
             return self._life

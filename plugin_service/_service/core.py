@@ -30,6 +30,7 @@ from .._diagnostics import REJECTION_REASONS, Diagnostic, DiagnosticKind
 from .._guarded import failure_log
 from .._latency import LatencyRecorder
 from .._lifecycle import LifecycleState
+from .backoff import RestartBackoff
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._context import DispatchContext
@@ -166,6 +167,7 @@ class ServiceCore:
         "_state", "_life", "_auto_life", "_phase", "_plugin", "_dispatcher",
         "_ingresses", "_worker", "_drain", "_restart_timer", "_restart_when_idle",
         "_closing", "_clean_ups", "_clean_ups_on_return", "_status_call", "_forked_from",
+        "_backoff",  # the restart policy's waits (None without a policy)
         # The event in flight and its timer.
         "_current", "_current_event", "_current_ctx", "_deadline",
         "_timed_out_current", "_timer_at", "_fail_pending", "_started",
@@ -213,6 +215,7 @@ class ServiceCore:
         self._drain = True
         self._restart_timer: Any = None
         self._restart_when_idle = False
+        self._backoff = None if config.restart is None else RestartBackoff(config.restart)
         self._closing = False
         # Lives whose worker owes the plugin its cleanup, with the failure to hand it;
         # and lives whose abandoned handler is owed one if it ever returns.

@@ -171,6 +171,7 @@ class Ledger(ServiceCore):
             diagnostics=tuple(self._diagnostics),
             plugin_status=None,
             restarts=self._restarts,
+            restart_backoff=None if self._backoff is None else self._backoff.wait,
             rejections=dict(self._rejections),
             queue_wait=self._queue_waits.snapshot() if self._timed else None,
             handler_time=self._handler_times.snapshot() if self._timed else None,

@@ -81,6 +81,8 @@ class Worker(CleanUp):
                     self._ingresses = ingresses
                     self._failure = None
                     self._transition(_RUNNING)
+                    if self._backoff is not None:
+                        self._backoff.running()  # for RestartPolicy.reset_after
                     return plugin, dispatcher
                 if self._state is _STOPPING:  # stopped while starting
                     self._phase = _IDLE

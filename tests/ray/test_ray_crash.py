@@ -83,6 +83,32 @@ def test_restart_policy_brings_up_a_fresh_actor_that_serves_the_queued_events(
     assert exits_within(first_pid, 0)  # the crashed actor's process is gone
 
 
+def test_crashes_past_the_intensity_grow_the_backoff_then_give_up(host: PluginHost) -> None:
+    give_ups: list = []
+    gave_up = threading.Event()
+
+    def on_give_up(name: str, diagnostic: object) -> None:
+        give_ups.append((name, diagnostic))
+        gave_up.set()
+
+    svc = started(host, restart=RestartPolicy(max_restarts=2, window=None, backoff=0.05,
+                                              multiplier=2.0, on_give_up=on_give_up))
+    waits = []
+    for _ in range(2):  # each crash brings up a fresh actor, after a longer wait
+        assert isinstance(failure_of(svc.submit(event("exit"))).__cause__,
+                          errors.PluginCrashed)
+        assert svc.wait_for(RUNNING, PROCESS_HANG)
+        waits.append(svc.status().restart_backoff)
+    assert waits == pytest.approx([0.05, 0.1])
+    failure_of(svc.submit(event("exit")))
+    assert gave_up.wait(PROCESS_HANG)
+    [(name, diagnostic)] = give_ups
+    status = svc.status()
+    assert (name, diagnostic, status.state, status.restarts) == ("svc", status.failure,
+                                                                  FAILED, 2)
+    assert "PluginCrashed" in status.failure.message
+
+
 def test_start_killing_its_process_fails_the_start(host: PluginHost) -> None:
     handle = host.add_service("svc", ExitOnStart,
                               ServiceConfig(restart=RestartPolicy(backoff=0.1)))
