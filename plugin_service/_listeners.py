@@ -161,12 +161,15 @@ class Listeners:
 
     def _next(self) -> Optional[_Record]:
         with self._lock:
-            while not self._records:
-                self._overflowing = False  # caught up: a new overflow warns again
+            records = self._records
+            while not records:
                 if self._closing:
                     return None
                 self._has_records.wait()
-            return self._records.popleft()
+            record = records.popleft()
+            if not records:
+                self._overflowing = False  # caught up: the next overflow warns again
+            return record
 
     def _deliver(self, record: _Record) -> None:
         """Call each listener the record was posted for that is still registered
