@@ -357,18 +357,20 @@ class HostStatus:
 
     ``forked`` is True for a host inherited through ``os.fork()``: in that process
     it runs nothing, and every service and tool reports a HOST_FORKED diagnostic.
+    ``listener_backlog_dropped``: lifecycle notifications never delivered because
+    the listeners' backlog was full (see ``PluginHost.add_listener``).
     """
 
-    services: Mapping[str, ServiceStatus] = attrs.field(factory=dict,
-                                                        metadata={_NAMES: True})
+    services: Mapping[str, ServiceStatus] = attrs.field(factory=dict, metadata={_NAMES: True})
     tools: Mapping[str, ToolStatus] = attrs.field(factory=dict, metadata={_NAMES: True})
     forked: bool = False
     #: Snapshots of the host's sources (``SourceStatus``), keyed by name.
     sources: Mapping[str, "SourceStatus"] = attrs.field(factory=dict, metadata={_NAMES: True})
+    listener_backlog_dropped: int = 0
 
     def to_dict(self) -> Dict[str, Any]:
-        """``{"services": {name: ...}, "tools": {name: ...}, "forked": bool,
-        "sources": {name: ...}}`` in plain JSON types; never raises."""
+        """Every field, services, tools and sources keyed by name, in JSON types;
+        never raises."""
         return _export(self)
 
 

@@ -20,11 +20,11 @@ from ._events import IngressEvent
 from ._future import DispatchFuture
 from ._kinds import Kind, classify
 from ._lifecycle import LifecycleState
+from ._listeners import HostListeners, Listeners
 from ._plugin import ServicePluginLike, ToolPlugin
 from ._pool import ToolPool
 from ._service import PLUGIN_STATUS_BOUND, Runtime, ServiceHandle
-from ._sources import SourceRegistry
-from ._sources.host import HostSources
+from ._sources import SourceRegistry, host as _source_part
 from ._tool_closing import ToolClosing
 from ._tools import Tool, check_grace
 from ._typevars import ResultT
@@ -46,24 +46,22 @@ WATCHDOG_JOIN_BOUND = 5.0
 _DEFAULT_CONFIG = ServiceConfig()  # frozen, so one instance serves every service
 
 
-class PluginHost(HostSources):
+class PluginHost(_source_part.HostSources, HostListeners):
     """Owns service plugins and tool plugins, and the threads that run them.
 
     Beyond one worker thread per running service, a host starts one watchdog
-    thread (timeouts, bounds, restarts) and up to ``tool_workers`` daemon threads
-    in the shared tool pool, started as calls need them. Use it as a context
+    thread (timeouts, bounds, restarts), up to ``tool_workers`` daemon threads
+    in the shared tool pool, started as calls need them, and with the first
+    lifecycle listener one thread that calls every listener. Use it as a context
     manager, or call :meth:`close`, to stop everything and join the threads it
     started. ``tool_cancel_grace`` (seconds, or None for no bound) is how long
     ``close()`` waits for a running tool call past its deadline (or, for a call
     without one, past the start of ``close()``, when it is cancelled).
 
-    Raises ``ValueError`` for a ``tool_workers`` that is not an int >= 1 or a
-    ``tool_cancel_grace`` that is not a number >= 0 or None.
-
-    A host belongs to the process that created it: its threads do not survive
-    ``os.fork()``, so in a forked child every call raises ``HostForked``,
-    :meth:`status` says so and :meth:`close` does nothing. Create hosts after the
-    fork (see ``plugin_service.integrations.gunicorn``).
+    ``ValueError`` for a ``tool_workers`` not an int >= 1 or a ``tool_cancel_grace``
+    not a number >= 0 or None. A host belongs to the process that created it: in a
+    forked child every call raises ``HostForked``, :meth:`status` says so and
+    :meth:`close` does nothing (see ``plugin_service.integrations.gunicorn``).
     """
 
     def __init__(self, *, tool_workers: int = 4, dead_letter_limit: int = 1000,
@@ -76,7 +74,8 @@ class PluginHost(HostSources):
         self._dead_letters = DeadLetterBox(dead_letter_limit)
         host_id = next(_host_ids)
         self._watchdog = Watchdog("plugin_service-watchdog-%d" % host_id)
-        self._runtime = Runtime(self._watchdog, self._dead_letters)
+        self._listeners = Listeners("plugin_service-listeners-%d" % host_id)
+        self._runtime = Runtime(self._watchdog, self._dead_letters, self._listeners)
         # Daemon threads the interpreter does not join at exit (see _pool.py).
         self._pool = ToolPool(tool_workers, "plugin_service-tools-%d" % host_id)
         self._closed = False
@@ -313,7 +312,8 @@ class PluginHost(HostSources):
         return HostStatus(services={h.name: h._finish_status(snapshot, call, deadline)
                                     for h, (snapshot, call) in begun},
                           tools={t.name: t.status() for t in tools},
-                          sources=self._sources.statuses())
+                          sources=self._sources.statuses(),
+                          listener_backlog_dropped=self._listeners.dropped)
 
     # ------------------------------------------------------------- closing
     def close(self, timeout: Optional[float] = None) -> None:
@@ -372,6 +372,7 @@ class PluginHost(HostSources):
         # the deadline (or WATCHDOG_JOIN_BOUND without one): it is a daemon thread.
         self._watchdog.close(WATCHDOG_JOIN_BOUND if deadline is None
                              else max(0.0, deadline - time.monotonic()))
+        self._listeners.close(deadline)  # delivers what is pending, within the bound
         self._backend.close()
 
     def _hurry(self) -> None:

@@ -120,6 +120,10 @@ def test_every_call_on_an_inherited_host_raises_host_forked(started):
             "handle.stop": attempt(handle.stop),
             "handle.restart": attempt(handle.restart),
             "handle.wait_for": attempt(lambda: handle.wait_for("running", timeout=0)),
+            "host.add_listener": attempt(lambda: started.add_listener(print)),
+            "host.remove_listener": attempt(lambda: started.remove_listener(print)),
+            "handle.add_listener": attempt(lambda: handle.add_listener(print)),
+            "handle.remove_listener": attempt(lambda: handle.remove_listener(print)),
         }
 
     seen = in_child(child)

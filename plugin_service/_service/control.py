@@ -53,8 +53,11 @@ class Control(InFlight):
                 service=self.name, state=current,
             )
         self._state = target
-        self._note(_K.LIFECYCLE, "%s -> %s%s" % (_NAMES[current], _NAMES[target],
-                                                 " (%s)" % why if why else ""))
+        diagnostic = self._note(_K.LIFECYCLE, "%s -> %s%s" % (
+            _NAMES[current], _NAMES[target], " (%s)" % why if why else ""))
+        listeners = self._runtime.listeners
+        if listeners.listening:  # queued in transition order, told on their own thread
+            listeners.post(self.name, current, target, diagnostic)
         self._state_changed.notify_all()
         # The worker and blocked producers re-check the state when woken.
         if self._worker_waiting:

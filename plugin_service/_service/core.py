@@ -100,13 +100,15 @@ class _Condition(threading.Condition):
 
 
 class Runtime:
-    """What a service needs from its host: the watchdog and the dead-letter box."""
+    """What a service needs from its host: the watchdog, the dead-letter box and
+    the lifecycle listeners (``_listeners.Listeners``)."""
 
-    __slots__ = ("watchdog", "dead_letters")
+    __slots__ = ("watchdog", "dead_letters", "listeners")
 
-    def __init__(self, watchdog: Any, dead_letters: Any) -> None:
+    def __init__(self, watchdog: Any, dead_letters: Any, listeners: Any) -> None:
         self.watchdog = watchdog
         self.dead_letters = dead_letters
+        self.listeners = listeners
 
 
 class Deferred:

@@ -13,10 +13,10 @@ side by side without a thread each: ``_request_start``/``_wait_started``,
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, List, Optional, Tuple, TypeVar
 
 from .._config import ServiceConfig
-from .._diagnostics import ServiceStatus
+from .._diagnostics import Diagnostic, ServiceStatus
 from .._events import IngressEvent
 from .._fork import forked_error, forked_service_status
 from .._future import DispatchFuture
@@ -28,6 +28,10 @@ from .status import StatusCall, begin_status, finish_status
 from .worker import Worker
 
 __all__ = ["ServiceHandle"]
+
+# As ``_listeners.Listener``: the core does not import the host's modules.
+_ListenerT = TypeVar("_ListenerT", bound=Callable[
+    [str, LifecycleState, LifecycleState, Diagnostic], Any])
 
 
 class ServiceHandle(Worker, Generic[ResultT]):
@@ -147,3 +151,28 @@ class ServiceHandle(Worker, Generic[ResultT]):
             raise self._closed_error("stop()")
         life = self._request_stop(drain, timeout)
         return self._await_stopped(life)
+
+    # --------------------------------------------------------------- listeners
+    def add_listener(self, callback: _ListenerT) -> _ListenerT:
+        """Call ``callback(name, from_state, to_state, diagnostic)`` for every later
+        transition of this service, across its restarts; returns ``callback``, so
+        it also serves as a decorator. It runs like a listener of the host's
+        (``PluginHost.add_listener``): on the host's listener thread, in
+        transition order, after the host's own listeners of the same transition.
+
+        Raises ``TypeError`` if ``callback`` is not callable, ``HostClosed`` once
+        the host's ``close()`` has begun, ``HostForked`` in a forked child.
+        """
+        if self._forked_from:
+            raise forked_error(self._forked_from, self.name)
+        if self._closing:
+            raise self._closed_error("add_listener()")
+        result: _ListenerT = self._runtime.listeners.add(self.name, callback)
+        return result
+
+    def remove_listener(self, callback: Callable[..., Any]) -> None:
+        """Stop calling ``callback`` (its first registration by :meth:`add_listener`);
+        ``ValueError`` if it is not registered on this service, like ``list.remove``."""
+        if self._forked_from:
+            raise forked_error(self._forked_from, self.name)
+        self._runtime.listeners.remove(self.name, callback)
