@@ -24,7 +24,8 @@ from ._listeners import HostListeners, Listeners
 from ._plugin import ServicePluginLike, ToolPlugin
 from ._pool import ToolPool
 from ._service import PLUGIN_STATUS_BOUND, Runtime, ServiceHandle
-from ._sources import SourceRegistry, host as _source_part
+from ._sources import SourceRegistry
+from ._sources.host import HostSources
 from ._tool_closing import ToolClosing
 from ._tools import Tool, check_grace
 from ._typevars import ResultT
@@ -40,13 +41,12 @@ def _plugin_and_factory(plugin_or_factory: Any) -> Tuple[Any, Optional[Callable[
 
 
 _host_ids = itertools.count(1)
-#: How long ``close()`` without a timeout waits for the watchdog thread to finish
-#: the callback it is running (a slow done-callback of a user's).
+#: How long ``close()`` without a timeout waits for the watchdog's running callback.
 WATCHDOG_JOIN_BOUND = 5.0
 _DEFAULT_CONFIG = ServiceConfig()  # frozen, so one instance serves every service
 
 
-class PluginHost(_source_part.HostSources, HostListeners):
+class PluginHost(HostSources, HostListeners):
     """Owns service plugins and tool plugins, and the threads that run them.
 
     Beyond one worker thread per running service, a host starts one watchdog
