@@ -13,6 +13,7 @@ from typing import Iterator, List
 import pytest
 from loguru import logger
 from support.doubles import Raising, Scripted, event
+from support.readme import readme_block
 from support.timing import HANG
 
 import plugin_service
@@ -22,15 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def readme_recipe() -> str:
     """The code block under the README's "Into the standard ``logging`` module"."""
-    text = (REPO / "README.rst").read_text()
-    section = text.split("Into the standard ``logging`` module\n", 1)[1]
-    block = section.split("::\n\n", 1)[1]
-    lines = []
-    for line in block.splitlines():
-        if line and not line.startswith("    "):
-            break
-        lines.append(line)
-    return textwrap.dedent("\n".join(lines))
+    return readme_block("Into the standard ``logging`` module\n", "::\n\n")
 
 
 def test_the_readme_recipe_routes_records_into_logging() -> None:

@@ -8,7 +8,6 @@ import queue
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -16,6 +15,7 @@ import pytest
 
 pytest.importorskip("websockets")
 
+from support.readme import readme_block  # noqa: E402
 from support.timing import PROCESS_HANG  # noqa: E402
 from support.wsserver import WsServer  # noqa: E402
 
@@ -24,15 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def readme_chat_bot() -> str:
     """The first code block of the README's "WebSocket sources" section."""
-    text = (REPO / "README.rst").read_text(encoding="utf-8")
-    section = text.split("WebSocket sources\n-----------------\n", 1)[1]
-    block = section.split(".. code-block:: python\n\n", 1)[1]
-    lines = []
-    for line in block.splitlines():
-        if line and not line.startswith("    "):
-            break
-        lines.append(line)
-    return textwrap.dedent("\n".join(lines))
+    return readme_block("WebSocket sources\n-----------------\n", ".. code-block:: python\n\n")
 
 
 @pytest.fixture
