@@ -5,23 +5,22 @@ import itertools
 import os
 import threading
 import time
-from concurrent.futures import Future
-from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from . import _fork, errors
 from ._backend import THREADS, Backend
 from ._checks import positive_int
 from ._config import ServiceConfig
-from ._context import ToolContext
 from ._dead_letters import DeadLetterBox
 from ._diagnostics import DeadLetter, HostStatus
 from ._discovery import DEFAULT_GROUP, LoadReport, load_entry_points
 from ._events import IngressEvent
 from ._future import DispatchFuture
+from ._host_tools import HostTools
 from ._kinds import Kind, classify
 from ._lifecycle import LifecycleState
 from ._listeners import HostListeners, Listeners
-from ._plugin import ServicePluginLike, ToolPlugin
+from ._plugin import ServicePluginLike
 from ._pool import ToolPool
 from ._service import PLUGIN_STATUS_BOUND, Runtime, ServiceHandle
 from ._sources import SourceRegistry
@@ -46,7 +45,7 @@ WATCHDOG_JOIN_BOUND = 5.0
 _DEFAULT_CONFIG = ServiceConfig()  # frozen, so one instance serves every service
 
 
-class PluginHost(HostSources, HostListeners):
+class PluginHost(HostSources, HostListeners, HostTools):
     """Owns service plugins and tool plugins, and the threads that run them.
 
     Beyond one worker thread per running service, a host starts one watchdog
@@ -208,60 +207,6 @@ class PluginHost(HostSources, HostListeners):
                 "services failed to start: %s" % "; ".join(
                     "%s (%s)" % (name, failures[name]) for name in failed),
                 services=failed)
-
-    # --------------------------------------------------------------- tools
-    def add_tool(self, name: str,
-                 tool: Union[ToolPlugin, Type[ToolPlugin], Callable[[Any, ToolContext], Any]],
-                 *, timeout: Optional[float] = None, max_concurrency: Optional[int] = None,
-                 remote: bool = False) -> None:
-        """Register a tool: a ``ToolPlugin`` (instance, or class instantiated once) or
-        any callable ``(request, ctx)``. ``timeout`` (seconds from submission) and
-        ``max_concurrency`` (a bulkhead) are per tool; a call's timeout overrides it.
-
-        With ``remote=True`` (Ray backend only) each call runs as a Ray task, with the
-        same timeout, bulkhead and counters.
-
-        Raises ``ValueError`` for a duplicate or blank name, ``HostClosed`` after close.
-        """
-        if self._forked:
-            raise self._forked_error()
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError("a tool name must be a non-blank string, got %r" % (name,))
-        _, fn = classify(tool, "tool")
-        if remote:
-            fn = self._backend.remote_tool(fn)
-        entry = Tool(name, fn, timeout, max_concurrency, self._pool, self._watchdog)
-        with self._lock:
-            if self._closed:
-                raise errors.HostClosed("host is closed; cannot add tool %r" % name)
-            if name in self._tools:
-                raise ValueError("a tool named %r is already registered" % name)
-            self._tools[name] = entry
-
-    def submit_tool(self, name: str, request: Any, *,
-                    timeout: Optional[float] = None) -> "Future[Any]":
-        """Call tool ``name`` on the shared pool; returns a Future of its result.
-
-        Raises ``ToolNotFound``, ``HostClosed`` and ``ToolBusy`` at once, on this
-        thread; the future raises ``ToolFailed`` or ``ToolTimeout``, or is cancelled
-        (``cancel()`` withdraws a call still waiting for a thread). The tool runs on
-        a pool thread, never on a service worker; called from a pool thread (a tool
-        calling a tool) it runs inline on that thread, so this returns once it has.
-        """
-        if self._forked:
-            raise self._forked_error()
-        if self._closed:
-            raise errors.HostClosed("host is closed; tool %r not called" % (name,))
-        try:
-            tool = self._tools[name]
-        except (KeyError, TypeError):
-            raise errors.ToolNotFound(name) from None
-        return tool.submit(request, timeout)
-
-    def call_tool(self, name: str, request: Any, *, timeout: Optional[float] = None) -> Any:
-        """Call tool ``name`` and wait for its result; raises like :meth:`submit_tool`,
-        plus ``ToolFailed`` or ``ToolTimeout``."""
-        return self.submit_tool(name, request, timeout=timeout).result()
 
     # ----------------------------------------------------------- discovery
     def load_entry_points(self, group: str = DEFAULT_GROUP, *,

@@ -7,7 +7,8 @@ from typing import Any, Dict, Optional
 
 import attrs
 
-from .._diagnostics import Diagnostic, _export
+from .._diagnostics import Diagnostic
+from .._export import _export
 
 __all__ = ["SourceState", "SourceStatus", "can_move"]
 
