@@ -55,6 +55,18 @@ class PluginServiceError(Exception):
         super().__init__(message)
         self.service = service
 
+    def __reduce__(self) -> Any:
+        # Rebuilt from its args and data, never through __init__ (copy, pickle):
+        # the args hold the message, not the constructor's arguments (a
+        # capacity, a reason), so Exception's own reduce would lose or reject them.
+        return (_rebuilt, (type(self), self.args), self.__dict__)
+
+
+def _rebuilt(cls: Any, args: Any) -> Any:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    return error
+
 
 class LifecycleError(PluginServiceError):
     """A lifecycle call that the service's current state does not allow."""
@@ -124,14 +136,6 @@ class BatchRejected(PluginServiceError):
         super().__init__("%d of %d events rejected by %r (%s); the other %d were accepted"
                          % (len(self.rejected), len(self.results), service,
                             ", ".join(kinds), len(self.accepted)), service=service)
-
-    def __reduce__(self) -> Any:
-        # Built again from its results (copy, pickle): its args hold the message.
-        return (_batch_rejected, (self.results, self.service), self.__dict__)
-
-
-def _batch_rejected(results: Sequence[Any], service: Optional[str]) -> BatchRejected:
-    return BatchRejected(results, service=service)
 
 
 class _StateError(PluginServiceError):
