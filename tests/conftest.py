@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, List
 
 import pytest
+from loguru import logger
 from support.backends import BackendGates, RaySession, checked_host
 from support.cli import Child, write_workdir
 from support.contract import GateKeeper
@@ -24,6 +25,15 @@ from plugin_service import PluginHost, RayBackend, ServiceConfig
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
+
+
+@pytest.fixture(autouse=True)
+def _library_logging_disabled_again() -> Iterator[None]:
+    """Each test starts as a host does: the library's logging disabled (its import
+    does that). A test that enables it cannot leak that into the next one, in
+    any order the tests run."""
+    yield
+    logger.disable("plugin_service")
 
 
 # --------------------------------------------------------- a host on threads
