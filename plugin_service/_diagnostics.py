@@ -44,6 +44,7 @@ class DiagnosticKind(str, enum.Enum):
     SOURCE_FAILED = "source_failed"
     SOURCE_UNAVAILABLE = "source_unavailable"
     SOURCE_NOT_FOUND = "source_not_found"
+    BACKEND_UNAVAILABLE = "backend_unavailable"
 
     def __str__(self) -> str:
         return self.value

@@ -40,6 +40,7 @@ __all__ = [
     "HostForked",
     "SourceUnavailable",
     "SourceNotFound",
+    "BackendUnavailable",
 ]
 
 
@@ -323,3 +324,18 @@ class SourceNotFound(PluginServiceError, LookupError):
     def __init__(self, name: str) -> None:
         super().__init__("no source named %r" % (name,))
         self.name = name
+
+
+class BackendUnavailable(PluginServiceError, ConnectionError):
+    """The backend could not reach where plugins run: a ``RayBackend`` could not
+    join the cluster at ``address`` (None: a local instance). The message says
+    what to set (for a cluster with token authentication, its token). Raised by
+    the call that needed the backend first (``add_service``, ``add_tool(...,
+    remote=True)``); nothing was registered, and a later call tries again."""
+
+    kind = _K.BACKEND_UNAVAILABLE
+
+    def __init__(self, message: str = "", *, address: Optional[str] = None,
+                 service: Optional[str] = None) -> None:
+        super().__init__(message, service=service)
+        self.address = address

@@ -39,6 +39,7 @@ SAMPLES = {
     "SourceUnavailable": errors.SourceUnavailable("not open", source="ws", state="backoff",
                                                   service="s"),
     "SourceNotFound": errors.SourceNotFound("ws"),
+    "BackendUnavailable": errors.BackendUnavailable("cannot join", address="127.0.0.1:6379"),
 }
 
 

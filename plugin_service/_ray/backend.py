@@ -10,6 +10,7 @@ from .._checks import positive_int
 from .._config import ServiceConfig
 from .._context import ToolContext
 from .actor import _CONTROL, _PluginActor
+from .cluster import is_join_failure, join_error, prepare_auth
 from .session import RaySession
 from .tools import _RemoteTool
 
@@ -35,13 +36,23 @@ def _import_ray(local: bool) -> Any:
     return ray
 
 
+#: Actor options that would let plugin calls overlap or reorder: refused.
+_SERIAL_OPTIONS = frozenset({"max_concurrency", "concurrency_groups",
+                             "allow_out_of_order_execution"})
+
+
 class RayBackend:
     """Run every service of a host as a Ray actor, behind the same ``PluginHost`` API.
 
     ``address=None`` starts (or joins) a local Ray instance bound to loopback; an
-    address joins an existing cluster. ``actor_options`` go to
-    ``ActorClass.options()`` (``num_cpus``, ``memory``...). Plugins (instances or
-    factories), events and results must be picklable.
+    address joins an existing cluster (with token authentication, give the
+    process the cluster's token in ``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``:
+    ``RAY_AUTH_MODE=token`` is then set for it). A join that fails raises
+    ``BackendUnavailable`` from the first ``add_service``. ``actor_options`` go to
+    ``ActorClass.options()`` (``num_cpus``, ``memory``...); ``ValueError`` for
+    ``max_concurrency``, ``concurrency_groups`` or ``allow_out_of_order_execution``,
+    which would break serial dispatch. Plugins (instances or factories), events
+    and results must be picklable.
 
     ``pipeline`` is how many events of one service are handed to its actor at
     once; by default the service's ``queue_size`` (Ray's ``max_pending_calls``):
@@ -59,6 +70,13 @@ class RayBackend:
         self.address = address
         self.namespace = namespace
         self.actor_options = dict(actor_options or {})
+        refused = sorted(_SERIAL_OPTIONS.intersection(self.actor_options))
+        if refused:
+            raise ValueError(
+                "actor_options may not set %s: a service's plugin calls run one at a "
+                "time, in order (the backend sets max_concurrency=1 and in-order "
+                "execution itself); scale with more services instead"
+                % ", ".join(refused))
         self.init_options = dict(init_options or {})
         self._lock = threading.Lock()
         self._module: Any = None
@@ -76,6 +94,7 @@ class RayBackend:
             return module
         with self._lock:
             if self._module is None:
+                mode = prepare_auth(self.address)  # before Ray reads its config
                 ray = _import_ray(local=_is_loopback(self.address))
                 if not ray.is_initialized():
                     options: Dict[str, Any] = {"namespace": self.namespace,
@@ -84,7 +103,12 @@ class RayBackend:
                     if self.address is not None:
                         options["address"] = self.address
                     options.update(self.init_options)
-                    ray.init(**options)
+                    try:
+                        ray.init(**options)
+                    except Exception as exc:
+                        if is_join_failure(exc):
+                            raise join_error(self.address, mode, exc) from exc
+                        raise
                     self._started_ray = True
                 control = {"concurrency_group": _CONTROL}
                 self._actor_class = ray.remote(concurrency_groups={_CONTROL: 2})(type(
@@ -101,7 +125,6 @@ class RayBackend:
         options.update(self.actor_options)
         # One thread for plugin calls: Ray then runs them in the order sent; the
         # class's own concurrency group answers cancel and status meanwhile.
-        options.pop("concurrency_groups", None)
         options.update(max_concurrency=1, allow_out_of_order_execution=False)
         actor = self._actor_class.options(**options).remote(target, is_factory)
         with self._lock:
