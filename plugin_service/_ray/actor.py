@@ -6,6 +6,7 @@ import time
 from typing import Any, Optional, Tuple
 
 from .._context import DispatchContext
+from .progress import Marker
 
 _monotonic = time.monotonic
 
@@ -30,12 +31,18 @@ class _PluginActor:
         self._closed = -1  # batches up to this one are closed: skip their events
         self._ctx: Optional[DispatchContext] = None
         self._ctx_seq = -1
+        self._marker: Optional[Marker] = None
 
-    def start(self) -> list:  # type: ignore[type-arg]
+    def start(self, where: Any = None) -> Tuple[list, bool]:  # type: ignore[type-arg]
+        """Build and start the plugin; ``(its ingresses, whether this actor marks
+        what it begins in the host's record)``: see ``progress.py``."""
+        import ray
+
+        self._marker = Marker.open(ray, where)
         plugin = self._target() if self._is_factory else self._target
         plugin.start()
         self._plugin = plugin
-        return list(getattr(plugin, "ingresses", ()))
+        return list(getattr(plugin, "ingresses", ())), self._marker is not None
 
     def handle(self, call: Tuple[int, int, Any, Optional[float]]) -> Any:
         """``(ran, value, clean)``, or the handler's exception. A raise, a
@@ -48,12 +55,17 @@ class _PluginActor:
             deadline = None if timeout is None else _monotonic() + timeout
             ctx = self._ctx = DispatchContext(event, deadline)
             self._ctx_seq = seq
+        marker = self._marker
+        if marker is not None:
+            marker.begin(seq)  # before the plugin sees it: a crash now cannot hide it
         try:
             value = self._plugin.handle_ingress(event, ctx)
         except BaseException:
             self._close(batch)
             raise
         finally:
+            if marker is not None:
+                marker.end(seq)
             with self._lock:
                 self._ctx = None
         clean = not ctx.cancelled and (deadline is None or _monotonic() <= deadline)

@@ -158,8 +158,10 @@ class PipelineDispatcher:
             if not ok:
                 value = self.classify(value)  # plugin code: before the lock
         self._sent.popleft()
-        if self._draining and not ok and (value.fatal or not value.counts):
-            ran = False  # recalled, then its process died (or never sent): unrun
+        if self._draining and not ok and not value.counts:
+            ran = False  # recalled, and never sent: unrun
+        # A crash is an outcome: the proxy answers unrun only for an event it
+        # knows never began (progress.py); one that may have run is not run again.
         return head, head_ctx, ran, ok, value
 
     def _record(self, life: int, head: DispatchFuture, head_ctx: DispatchContext,
@@ -216,8 +218,9 @@ class PipelineDispatcher:
             try:
                 ran, value, _clean = proxy._receive()
                 ok = True
-            except BaseException as exc:
-                ran, value, ok = False, exc, False
+            except BaseException as exc:  # it may have run: an outcome, never again
+                ok, value = False, self.classify(exc)
+                ran = value.counts  # never sent (Undeliverable): unrun
             if ran:
                 with service._lock:
                     service._settle_detached(future, ok, value, later)

@@ -12,6 +12,7 @@ from .._config import ServiceConfig
 from .._context import DispatchContext
 from .._plugin import ServicePlugin
 from .._service import RetryCutShort
+from .progress import Record
 from .tools import _cause
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,24 +52,65 @@ class _ActorProxy(ServicePlugin):
         self._closed = -1  # the newest batch known closed
         self._sent: "collections.deque[List[Any]]" = collections.deque()
         self._killed: Optional[str] = None
+        self._killed_seq = -1  # the stuck event the host killed the actor for
         self._solo = -1  # the seq a single round trip (a retry) waits for
+        self._record: Optional[Record] = None  # what the actor began (progress.py)
+        self._crash_told = False  # an outstanding event got this life's crash
 
-    def _crashed(self, exc: BaseException) -> errors.PluginCrashed:
-        why = self._killed or "the actor process of service %r died: %s" % (self._name, exc)
+    def _crashed(self, exc: BaseException, seq: Optional[int] = None) -> errors.PluginCrashed:
+        known = None if seq is None else self._progress(seq)
+        died = self._killed or "the actor process of service %r died: %s" % (self._name, exc)
+        if seq is None:
+            why = died
+        elif known is None:
+            why = ("%s; this event may have run (what the actor began is not known "
+                   "off the host's node); it is not run again" % died)
+        elif known[1]:
+            why = ("%s; this event ran, but its outcome was lost with the process; it "
+                   "is not run again" % died)
+        elif known[0]:
+            why = "%s; this event was the one running: it died while it ran" % died
+        else:
+            why = "%s; this event had not begun (it did not run)" % died
         return errors.PluginCrashed(why, service=self._name)
 
-    def _get(self, ref: Any) -> Any:
+    def _progress(self, seq: int) -> Optional[Any]:
+        """After the actor died: ``(began, ended)`` of event ``seq``, or None."""
+        if self._killed is not None:  # serial: nothing after the stuck one began
+            return seq <= self._killed_seq, seq < self._killed_seq
+        record = self._record
+        return None if record is None else record.began(seq)
+
+    def _unrun_after_crash(self, seq: int) -> bool:
+        """Whether event ``seq``, outstanding when the actor died, is known never
+        to have begun and may go to the next actor. The first outstanding one
+        always carries the crash instead (the service fails once, with it)."""
+        known = self._progress(seq)
+        with self._lock:
+            first, self._crash_told = not self._crash_told, True
+        return known is not None and not known[0] and not first
+
+    def _get(self, ref: Any, seq: Optional[int] = None) -> Any:
         ray = self._backend._ray()
         try:
             return ray.get(ref)
         except ray.exceptions.RayTaskError as exc:
             raise _cause(exc) from None
         except ray.exceptions.RayActorError as exc:
-            raise self._crashed(exc) from exc
+            if seq is not None and self._unrun_after_crash(seq):
+                return _UNRUN
+            raise self._crashed(exc, seq) from exc
 
     def start(self) -> None:
         self._actor = self._backend._new_actor(self._name, self._target, self._is_factory)
-        self.ingresses = tuple(self._get(self._actor.start.remote()))
+        record = self._record = Record(self._backend._ray())
+        try:
+            ingresses, tracked = self._get(self._actor.start.remote((record.node, record.path)))
+        except BaseException:
+            record.release()
+            raise
+        record.ready(tracked)
+        self.ingresses = tuple(ingresses)
 
     # -------------------------------------------------- the pipelined dispatch
     def _send(self, future: Any, ctx: DispatchContext, timeout: Optional[float]) -> None:
@@ -103,15 +145,15 @@ class _ActorProxy(ServicePlugin):
         try:
             if error is not None:
                 raise error
-            return self._answer(ref, batch)
+            return self._answer(ref, batch, _seq)
         finally:
             with self._lock:
                 self._sent.popleft()
 
-    def _answer(self, ref: Any, batch: int) -> Any:
+    def _answer(self, ref: Any, batch: int, seq: int) -> Any:
         """Wait for one answer; anything but a clean one closes its batch."""
         try:
-            answer = self._get(ref)
+            answer = self._get(ref, seq)
         except BaseException:
             self._close(batch)
             raise
@@ -151,6 +193,7 @@ class _ActorProxy(ServicePlugin):
             stuck = actor is self._actor and (
                 self._solo == seq or (bool(self._sent) and self._sent[0][1] == seq))
             if stuck:
+                self._killed_seq = seq
                 self._killed = ("service %r: the actor was killed: its handler ignored "
                                 "cancellation for %.3gs" % (self._name, self._grace or 0.0))
         if stuck:
@@ -169,7 +212,7 @@ class _ActorProxy(ServicePlugin):
             self._solo = seq
         ctx._forward_cancel(lambda: self._cancel(seq, batch))
         try:
-            ran, value, _clean = self._answer(ref, batch)
+            ran, value, _clean = self._answer(ref, batch, seq)
         finally:
             self._solo = -1
         if not ran:
@@ -201,6 +244,11 @@ class _ActorProxy(ServicePlugin):
         finally:
             self._backend._ray().kill(actor, no_restart=True)
             self._backend._forget_actor(actor)
+            if self._record is not None:
+                self._record.release()
+
+
+_UNRUN = (False, None, False)  # an answer: it never began (the actor's skip, too)
 
 
 def _undeliverable(exc: BaseException) -> Undeliverable:

@@ -24,12 +24,17 @@ from support.rayhead import RayHead, loopback_env
 
 from plugin_service import RayBackend, errors
 
-pytest.importorskip("ray", reason="the Ray backend tests need the ray extra: "
-                                  "pip install 'plugin_service[ray]'")
+# Ray is never imported here: the session's local instance (conftest.py) must be
+# the first import, after RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0. The drivers import it.
+_RAY = importlib.util.find_spec("ray")
+if _RAY is None:
+    pytest.skip("the Ray backend tests need the ray extra: pip install 'plugin_service[ray]'",
+                allow_module_level=True)
 pytestmark = pytest.mark.timeout(300)
 
 #: Whether this Ray has token authentication at all (2.49, the minimum, has none).
-HAS_TOKEN_AUTH = importlib.util.find_spec("ray._private.authentication") is not None
+HAS_TOKEN_AUTH = any((Path(where) / "_private" / "authentication").is_dir()
+                     for where in (_RAY.submodule_search_locations or ()))
 
 DRIVER = textwrap.dedent('''
     import json, os, sys
