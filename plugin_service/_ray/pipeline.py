@@ -208,10 +208,11 @@ class PipelineDispatcher:
                     service._requeue(self._skipped, later)
                     self._skipped = []
             elif not self._draining:
-                if service._dispatching():
+                breaker = service._breaker
+                if service._dispatching() and (breaker is None or breaker.state is _CLOSED):
                     service._promote(*self._sent[0])
-                else:  # recalled: they come back unrun, or with what they did
-                    self._draining = True
+                else:  # recalled, or the breaker opened: they come back unrun, or
+                    self._draining = True  # with what they did
         return False
 
     def _take_back(self) -> None:
