@@ -117,6 +117,10 @@ def test_an_open_breaker_holds_events_in_the_queue_and_producers_feel_queue_full
     assert plugin.payloads == [DOWN]  # nothing handed over while open
     assert not any(future.done() for future in held)
     assert_invariants(status)
+    handle.stop(drain=False, timeout=HANG)
+    for future in held:
+        with pytest.raises(errors.ServiceStopped):
+            future.result(0)
 
 
 def test_after_open_for_one_probe_goes_and_its_success_closes_the_breaker(start_service):
