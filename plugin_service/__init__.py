@@ -6,6 +6,7 @@ application calls ``loguru.logger.enable("plugin_service")`` (before or after
 this import) or ``log_to_stdlib()``.
 """
 from . import errors
+from ._breaker import BreakerPolicy, BreakerState, BreakerStatus
 from ._config import RestartPolicy, RetryPolicy, ServiceConfig
 from ._context import DispatchContext, ToolContext
 from ._diagnostics import (
@@ -61,6 +62,9 @@ __all__ = [
     "ServiceConfig",
     "RetryPolicy",
     "RestartPolicy",
+    "BreakerPolicy",
+    "BreakerState",
+    "BreakerStatus",
     "LifecycleState",
     "DiagnosticKind",
     "Diagnostic",

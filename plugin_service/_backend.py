@@ -13,7 +13,14 @@ from typing import Any, Callable, Optional, Protocol
 from . import errors
 from ._config import ServiceConfig
 from ._context import ToolContext
-from ._service import Failure, PluginSession, SerialDispatcher, ServiceHandle
+from ._service import (
+    BreakerDispatcher,
+    Dispatcher,
+    Failure,
+    PluginSession,
+    SerialDispatcher,
+    ServiceHandle,
+)
 
 ToolCallable = Callable[[Any, ToolContext], Any]
 
@@ -56,7 +63,9 @@ class ThreadSession:
     def new_plugin(self) -> Any:
         return self._plugin if self._factory is None else self._factory()
 
-    def dispatcher(self, service: ServiceHandle, plugin: Any) -> SerialDispatcher:
+    def dispatcher(self, service: ServiceHandle, plugin: Any) -> Dispatcher:
+        if service._breaker is not None:  # chosen once per life: the plain loop is untouched
+            return BreakerDispatcher(service, plugin, handler_failure)
         return SerialDispatcher(service, plugin, handler_failure)
 
 

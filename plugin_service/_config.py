@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Type
 
 import attrs
 
+from ._breaker import BreakerPolicy
 from ._checks import non_negative, positive_int
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -137,3 +138,7 @@ class ServiceConfig:
     #: three clock reads and two observations per event, see the README's Metrics).
     latency_histograms: bool = attrs.field(
         default=False, validator=attrs.validators.instance_of(bool))
+    #: Pause dispatch while the events keep failing (README: Circuit breaker).
+    breaker: Optional[BreakerPolicy] = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(attrs.validators.instance_of(BreakerPolicy)))

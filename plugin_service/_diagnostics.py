@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 import attrs
 
+from ._breaker import BreakerStatus
 from ._export import _DATA, _NAMES, _export, _plugin_status, _redacted_repr, jsonable
 from ._latency import LatencyHistogram
 from ._lifecycle import LifecycleState
@@ -45,6 +46,8 @@ class DiagnosticKind(str, enum.Enum):
     SOURCE_UNAVAILABLE = "source_unavailable"
     SOURCE_NOT_FOUND = "source_not_found"
     BACKEND_UNAVAILABLE = "backend_unavailable"
+    BREAKER = "breaker"
+    TOOL_UNAVAILABLE = "tool_unavailable"
 
     def __str__(self) -> str:
         return self.value
@@ -127,6 +130,7 @@ class ServiceStatus:
     queue_wait: Optional[LatencyHistogram] = None
     handler_time: Optional[LatencyHistogram] = None
     restart_backoff: Optional[float] = None  #: the latest automatic restart's wait (s)
+    breaker: Optional[BreakerStatus] = None  #: None without ``ServiceConfig.breaker``
 
     def to_dict(self) -> Dict[str, Any]:
         """A dict of plain JSON types that ``json.dumps`` accepts; never raises."""
@@ -173,6 +177,7 @@ class ToolStatus:
     overdue: int = 0
     abandoned: int = 0
     call_time: LatencyHistogram = attrs.field(factory=LatencyHistogram)
+    breaker: Optional[BreakerStatus] = None  #: None without ``add_tool(breaker=...)``
 
     def to_dict(self) -> Dict[str, Any]:
         """A dict of plain JSON types; never raises."""

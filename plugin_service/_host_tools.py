@@ -6,6 +6,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Type, Union
 
 from . import errors
+from ._breaker import BreakerPolicy
 from ._context import ToolContext
 from ._kinds import classify
 from ._plugin import ToolPlugin
@@ -37,13 +38,17 @@ class HostTools:
     def add_tool(self, name: str,
                  tool: Union[ToolPlugin, Type[ToolPlugin], Callable[[Any, ToolContext], Any]],
                  *, timeout: Optional[float] = None, max_concurrency: Optional[int] = None,
-                 remote: bool = False) -> None:
+                 remote: bool = False, breaker: Optional[BreakerPolicy] = None) -> None:
         """Register a tool: a ``ToolPlugin`` (instance, or class instantiated once) or
         any callable ``(request, ctx)``. ``timeout`` (seconds from submission) and
         ``max_concurrency`` (a bulkhead) are per tool; a call's timeout overrides it.
 
         With ``remote=True`` (Ray backend only) each call runs as a Ray task, with the
         same timeout, bulkhead and counters.
+
+        With ``breaker`` the calls go through a circuit breaker: once it opened,
+        calls fail fast with ``ToolUnavailable`` (counted ``rejected``) until one
+        probe call may go (README: Circuit breaker).
 
         Raises ``ValueError`` for a duplicate or blank name, ``HostClosed`` after close.
         """
@@ -54,7 +59,8 @@ class HostTools:
         _, fn = classify(tool, "tool")
         if remote:
             fn = self._backend.remote_tool(fn)
-        entry = Tool(name, fn, timeout, max_concurrency, self._pool, self._watchdog)
+        entry = Tool(name, fn, timeout, max_concurrency, self._pool, self._watchdog,
+                     breaker)
         with self._lock:
             if self._closed:
                 raise errors.HostClosed("host is closed; cannot add tool %r" % name)

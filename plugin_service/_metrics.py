@@ -24,6 +24,7 @@ from prometheus_client.core import (
 )
 
 from . import __version__
+from ._breaker import BreakerState
 from ._diagnostics import REJECTION_REASONS, DispatchCounters, HostStatus, ToolCounters
 from ._host import PluginHost
 from ._latency import LatencyHistogram
@@ -180,6 +181,7 @@ def _service_families(names: List[str], snapshots: Sequence[_Snapshot]) -> Itera
     for field, name, documentation in _SERVICE_HISTOGRAMS:
         yield _histogram(f"{PREFIX}_service_{name}", documentation, labels,
                          [(key, getattr(service, field)) for key, service in services])
+    yield from _breaker_families("service", labels, services)
 
 
 def _tool_families(names: List[str], snapshots: Sequence[_Snapshot]) -> Iterator[Metric]:
@@ -196,6 +198,25 @@ def _tool_families(names: List[str], snapshots: Sequence[_Snapshot]) -> Iterator
     yield _histogram(f"{PREFIX}_tool_call_seconds",
                      "Seconds from a call's admission until its outcome.", labels,
                      [(key, tool.call_time) for key, tool in tools])
+    yield from _breaker_families("tool", labels, tools)
+
+
+def _breaker_families(what: str, labels: List[str], rows: List[Any]) -> Iterator[Metric]:
+    """The breaker's state and trips, for each service (or tool) that has one."""
+    state = GaugeMetricFamily(f"{PREFIX}_{what}_breaker_state",
+                              "1 for the circuit breaker's current state, else 0.",
+                              labels=labels + ["state"])
+    trips = CounterMetricFamily(f"{PREFIX}_{what}_breaker_trips",
+                                "Times the circuit breaker opened.", labels=labels)
+    for key, status in rows:
+        breaker = status.breaker
+        if breaker is None:
+            continue
+        for candidate in BreakerState:
+            state.add_metric(key + [candidate.value], 1.0 if breaker.state is candidate else 0.0)
+        trips.add_metric(key, breaker.trips)
+    yield state
+    yield trips
 
 
 def _source_families(names: List[str], snapshots: Sequence[_Snapshot]) -> Iterator[Metric]:

@@ -24,6 +24,7 @@ from typing import Any, Callable, List, Optional
 from loguru import logger
 
 from . import errors
+from ._breaker import Breaker, BreakerPolicy
 from ._checks import non_negative, positive_int
 from ._context import ToolContext
 from ._diagnostics import Diagnostic, DiagnosticKind, ToolCounters, ToolStatus
@@ -55,11 +56,11 @@ class _Call:
 
     ``decided``: its outcome is counted (the future resolves right after);
     ``started``: a thread entered the tool; it holds its slot while in
-    ``Tool._pending``.
+    ``Tool._pending``. ``probe``: the one call a half-open breaker let through.
     """
 
     __slots__ = ("tool", "future", "ctx", "request", "decided", "started", "timer",
-                 "timeout", "thread_id", "admitted")
+                 "timeout", "thread_id", "admitted", "probe")
 
     def __init__(self, tool: "Tool", request: Any, deadline: Optional[float],
                  timeout: Optional[float], admitted: float) -> None:
@@ -73,6 +74,7 @@ class _Call:
         self.timeout = timeout
         self.thread_id = 0  # the thread running it, once started
         self.admitted = admitted  # when submit_tool took it (its call time starts)
+        self.probe = False
 
     def run(self) -> None:
         """On a pool thread (the pool's unit of work); never raises."""
@@ -84,7 +86,8 @@ class Tool:
 
     def __init__(self, name: str, fn: Callable[[Any, ToolContext], Any],
                  timeout: Optional[float], max_concurrency: Optional[int],
-                 pool: ToolPool, watchdog: Any) -> None:
+                 pool: ToolPool, watchdog: Any, breaker: Optional[BreakerPolicy] = None
+                 ) -> None:
         positive_int("max_concurrency", max_concurrency, optional=True,
                      phrase="an int >= 1 or None")
         self.name = name
@@ -110,6 +113,10 @@ class Tool:
         self._pending: "set[_Call]" = set()  # the calls holding a bulkhead slot
         self._call_times = LatencyRecorder()  # admission -> outcome
         self._closing = False
+        if breaker is not None and not isinstance(breaker, BreakerPolicy):
+            raise TypeError("breaker must be a BreakerPolicy or None, got %r" % (breaker,))
+        # Judged by each call's outcome, under _lock (README: Circuit breaker).
+        self._breaker = None if breaker is None else Breaker(breaker, self._breaker_changed)
 
     # ------------------------------------------------------------ reading
     def status(self) -> ToolStatus:
@@ -125,7 +132,12 @@ class Tool:
                 overdue=overdue,
                 abandoned=self._abandoned,
                 call_time=self._call_times.snapshot(),
+                breaker=None if self._breaker is None else self._breaker.status(),
             )
+
+    def _breaker_changed(self, message: str) -> None:
+        """The breaker moved (lock held): logged, like a service's transition."""
+        self._log.info("tool {}: {}", str.__repr__(self.name), message)
 
     def _note(self, kind: DiagnosticKind, message: str) -> None:
         """Record ``message`` (ours, or already described and redacted) as last_error
@@ -166,6 +178,8 @@ class Tool:
                 self._note(_K.TOOL_BUSY, "tool %r is busy: %d calls hold its %d slots"
                            % (self.name, len(self._pending), limit))
                 raise errors.ToolBusy(limit, service=self.name)
+            if self._breaker is not None:
+                self._pass_breaker(call)
             self._calls += 1
             self._pending.add(call)
         if deadline is not None:
@@ -178,6 +192,20 @@ class Tool:
                                                % self.name))
             raise errors.HostClosed("host is closed; tool %r not called" % self.name)
         return call.future
+
+    def _pass_breaker(self, call: _Call) -> None:
+        """Let ``call`` through the breaker or refuse it, ``ToolUnavailable``
+        (lock held; counted rejected, not in ``calls``)."""
+        breaker = self._breaker
+        assert breaker is not None
+        probe = breaker.admit()
+        if probe is None:
+            self._rejected += 1
+            next_probe_at = breaker.status().next_probe_at
+            self._note(_K.TOOL_UNAVAILABLE, "tool %r is unavailable: its breaker is %s"
+                       % (self.name, breaker.state.value))
+            raise errors.ToolUnavailable(self.name, next_probe_at)
+        call.probe = probe
 
     def _run(self, call: _Call) -> None:
         """On a pool thread: run the tool unless its call was already decided
@@ -212,10 +240,15 @@ class Tool:
                 return  # the caller already has its ToolTimeout
             self._decide(call)
             self._call_times.observe(_monotonic() - call.admitted)
+            breaker = self._breaker
             if error is None:
                 self._succeeded += 1
+                if breaker is not None:
+                    breaker.succeeded(call.probe)
             else:
                 self._failed += 1
+                if breaker is not None:
+                    breaker.failed(call.probe)
                 if text is None:
                     text = "<an exception that could not be described>"
                 self._note(_K.TOOL_FAILED, "tool %r raised %s" % (self.name, text))
@@ -242,6 +275,11 @@ class Tool:
                 self.name, call.timeout or 0.0, "" if call.started else " (never started)"))
             if not call.started:
                 self._release(call)  # the pool skips a decided call: it never runs
+            if self._breaker is not None:  # a call that never ran says nothing of the tool
+                if call.started:
+                    self._breaker.failed(call.probe)
+                else:
+                    self._breaker.unjudged(call.probe)
         call.future.set_exception(errors.ToolTimeout(
             "tool %r did not answer within %.3gs" % (self.name, call.timeout or 0.0),
             service=self.name, timeout=call.timeout))
@@ -255,6 +293,8 @@ class Tool:
             self._decide(call)
             self._dropped += 1
             self._release(call)
+            if self._breaker is not None:
+                self._breaker.unjudged(call.probe)
         if call.timer is not None:
             call.timer.cancel()
         call.future._announce_withdrawn()
@@ -268,6 +308,8 @@ class Tool:
             self._decide(call)
             self._dropped += 1
             self._release(call)
+            if self._breaker is not None:
+                self._breaker.unjudged(call.probe)
         if call.timer is not None:
             call.timer.cancel()
         call.future.set_exception(error)
@@ -288,6 +330,8 @@ class Tool:
                 self._decide(call)
                 self._dropped += 1
                 self._release(call)
+                if self._breaker is not None:
+                    self._breaker.unjudged(call.probe)
         for call in waiting:
             if call.timer is not None:
                 call.timer.cancel()

@@ -35,6 +35,7 @@ __all__ = [
     "ToolFailed",
     "ToolTimeout",
     "ToolBusy",
+    "ToolUnavailable",
     "HostClosed",
     "PluginLoadError",
     "HostForked",
@@ -259,6 +260,22 @@ class ToolBusy(ToolError):
             "tool %r is busy (max_concurrency %d)" % (service, max_concurrency), service=service
         )
         self.max_concurrency = max_concurrency
+
+
+class ToolUnavailable(ToolError):
+    """The tool's circuit breaker is open (or half-open with its probe call out):
+    the call was refused at once. ``next_probe_at`` (a UTC datetime, or None
+    while a probe is out) is when a call may go through again."""
+
+    kind = _K.TOOL_UNAVAILABLE
+
+    def __init__(self, name: str, next_probe_at: Any = None) -> None:
+        when = "" if next_probe_at is None else "; next probe at %s" % (
+            next_probe_at.isoformat(),)
+        super().__init__("tool %r is unavailable: its breaker is open%s" % (name, when),
+                         service=name)
+        self.name = name
+        self.next_probe_at = next_probe_at
 
 
 class HostClosed(PluginServiceError):

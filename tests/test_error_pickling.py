@@ -2,6 +2,7 @@
 args and data. Errors cross processes (the Ray backend, multiprocessing hosts) and
 are copied by callers, so a lossy or raising ``__reduce__`` is a defect."""
 import copy
+import datetime as _dt
 import pickle
 
 import pytest
@@ -39,6 +40,8 @@ SAMPLES = {
     "SourceUnavailable": errors.SourceUnavailable("not open", source="ws", state="backoff",
                                                   service="s"),
     "SourceNotFound": errors.SourceNotFound("ws"),
+    "ToolUnavailable": errors.ToolUnavailable(
+        "t", _dt.datetime(2026, 12, 2, 17, 0, tzinfo=_dt.timezone.utc)),
     "BackendUnavailable": errors.BackendUnavailable("cannot join", address="127.0.0.1:6379"),
 }
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 from .. import errors
 from .._backend import handler_failure
+from .._breaker import BreakerState
 from .._context import DispatchContext
 from .._future import DispatchFuture
 from .._guarded import describe
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _Sent = Tuple[DispatchFuture, DispatchContext]
 _ABANDONED: List[_Sent] = []  # _fill's answer when this life was abandoned
+_CLOSED = BreakerState.CLOSED
 
 
 class PipelineDispatcher:
@@ -89,23 +91,34 @@ class PipelineDispatcher:
         items = service._items
         sent = self._sent
         sends: List[_Sent] = []
+        breaker = service._breaker  # ServiceConfig.breaker: the next head waits for it
         with service._lock:
             while True:
                 if service._life != life:
                     return _ABANDONED
                 dispatching = service._dispatching()
-                if sent or (items and dispatching):
+                wait: Optional[float] = None
+                if sent:
                     break
-                if service._state is not _RUNNING:
+                if items and dispatching:
+                    if breaker is None:
+                        break
+                    wait = breaker.wait()  # half-open: the head is its probe
+                    if wait <= 0.0:
+                        break
+                elif service._state is not _RUNNING:
                     return None
                 service._worker_waiting = True
-                service._not_empty.wait()
+                service._not_empty.wait(wait)
                 service._worker_waiting = False
             if not sent:
                 entry = service._take(items, self._timeout)
                 sent.append(entry)
                 sends.append(entry)
-            if dispatching and not self._draining and self._proxy._may_send():
+            # Ahead only while the breaker is closed: a failure sends back what
+            # followed it unrun, so nothing ahead runs once it opened.
+            if dispatching and not self._draining and self._proxy._may_send() \
+                    and (breaker is None or breaker.state is _CLOSED):
                 while items and len(sent) < self._window:
                     ahead = service._take_ahead()
                     entry = (ahead, DispatchContext(ahead.event, None))
@@ -197,10 +210,11 @@ class PipelineDispatcher:
                     service._requeue(self._skipped, later)
                     self._skipped = []
             elif not self._draining:
-                if service._dispatching():
+                breaker = service._breaker
+                if service._dispatching() and (breaker is None or breaker.state is _CLOSED):
                     service._promote(*self._sent[0])
-                else:  # recalled: they come back unrun, or with what they did
-                    self._draining = True
+                else:  # recalled, or the breaker opened: they come back unrun, or
+                    self._draining = True  # with what they did
         return False
 
     def _take_back(self) -> None:

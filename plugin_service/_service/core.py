@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from loguru import logger
 
+from .._breaker import Breaker
 from .._config import ServiceConfig
 from .._diagnostics import REJECTION_REASONS, Diagnostic, DiagnosticKind
 from .._guarded import failure_log
@@ -170,6 +171,7 @@ class ServiceCore:
         "_ingresses", "_worker", "_drain", "_restart_timer", "_restart_when_idle",
         "_closing", "_clean_ups", "_clean_ups_on_return", "_status_call", "_forked_from",
         "_backoff",  # the restart policy's waits (None without a policy)
+        "_breaker",  # ServiceConfig.breaker's state machine (None without one)
         # The event in flight and its timer.
         "_current", "_current_event", "_current_ctx", "_deadline",
         "_timed_out_current", "_timer_at", "_fail_pending", "_started",
@@ -218,6 +220,8 @@ class ServiceCore:
         self._restart_timer: Any = None
         self._restart_when_idle = False
         self._backoff = None if config.restart is None else RestartBackoff(config.restart)
+        self._breaker = None if config.breaker is None else Breaker(
+            config.breaker, self._breaker_changed)
         self._closing = False
         # Lives whose worker owes the plugin its cleanup, with the failure to hand it;
         # and lives whose abandoned handler is owed one if it ever returns.
@@ -269,6 +273,8 @@ class ServiceCore:
                   on_return: bool = False) -> None: ...
 
         def _owe_clean_up(self, failure: Diagnostic) -> None: ...
+
+        def _breaker_changed(self, message: str) -> None: ...
 
         def _work(self, life: int) -> None: ...
 

@@ -125,9 +125,12 @@ class InFlight(Mailbox):
             return
         if self._timed:
             self._observe_latency(future)
+        breaker = self._breaker
         if ok:
             self._succeeded += 1
             self._consecutive_failures = 0
+            if breaker is not None:
+                breaker.succeeded()
             later.add(future.set_result, value)
             return
         self._failed += 1
@@ -135,6 +138,12 @@ class InFlight(Mailbox):
             self._consecutive_failures += 1
         diagnostic = self._dispatch_failed(future, self._current_event, value, later)
         fail_after = self._config.fail_after
+        if breaker is not None:  # it opens instead of fail_after
+            if value.counts:
+                breaker.failed()
+            else:  # the plugin never saw it (an undeliverable event)
+                breaker.unjudged(True)
+            fail_after = None
         if (fail_after is not None and self._consecutive_failures >= fail_after) \
                 or value.fatal:
             # A plugin that cannot serve more cannot clean up either.
@@ -225,6 +234,9 @@ class InFlight(Mailbox):
         diagnostic = self._note(_K.DISPATCH_TIMEOUT, why, future._cid)
         self._dead_letter(event, diagnostic)
         fail_after = self._config.fail_after
+        if self._breaker is not None:  # it opens instead of fail_after
+            self._breaker.failed()
+            fail_after = None
         if fail_after is not None and self._consecutive_failures >= fail_after \
                 and self._fail_pending is None:
             self._fail_pending = diagnostic  # FAILED once the handler returns

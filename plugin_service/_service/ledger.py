@@ -90,23 +90,29 @@ class Ledger(ServiceCore):
 
     def _note(self, kind: DiagnosticKind, message: Any,
               correlation_id: Optional[str] = None) -> Diagnostic:
-        """Record a diagnostic (and log it); every non-lifecycle one is last_error.
+        """Record a diagnostic (and log it); every one but a transition (of the
+        lifecycle, of the breaker) is last_error.
 
-        Lifecycle messages are built here from state names alone, so only the
-        others, which can carry plugin text, go through ``sanitize``.
+        Transition messages are built here from state names and numbers alone, so
+        only the others, which can carry plugin text, go through ``sanitize``.
         """
-        text = message if kind is _K.LIFECYCLE else sanitize(message)
+        ours = kind is _K.LIFECYCLE or kind is _K.BREAKER  # built from names and numbers
+        text = message if ours else sanitize(message)
         diagnostic = Diagnostic(kind, self._state, text, _dt.datetime.now(_UTC),
                                 correlation_id)
         self._diagnostics.append(diagnostic)
         log = self._log if correlation_id is None else self._log.bind(
             correlation_id=diagnostic.correlation_id)
-        if kind is _K.LIFECYCLE:
+        if ours:
             log.info("{}", diagnostic.message)
         else:
             self._last_error = diagnostic
             log.warning("{}: {}", kind.value, diagnostic.message)
         return diagnostic
+
+    def _breaker_changed(self, message: str) -> None:
+        """The breaker moved (lock held): a BREAKER diagnostic, like a transition."""
+        self._note(_K.BREAKER, message)
 
     def _reject(self, error: errors.PluginServiceError, event: Any) -> errors.PluginServiceError:
         """Count and record a rejected event (takes the lock); returns ``error``."""
@@ -172,6 +178,7 @@ class Ledger(ServiceCore):
             plugin_status=None,
             restarts=self._restarts,
             restart_backoff=None if self._backoff is None else self._backoff.wait,
+            breaker=None if self._breaker is None else self._breaker.status(),
             rejections=dict(self._rejections),
             queue_wait=self._queue_waits.snapshot() if self._timed else None,
             handler_time=self._handler_times.snapshot() if self._timed else None,
