@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
 from .._context import DispatchContext
 from .._future import DispatchFuture
 from .core import _RUNNING, _STOPPING, Deferred, _monotonic
-from .ledger import Failure, _is_instance
+from .dispatch import SerialDispatcher
+from .ledger import _is_instance
 from .retry import Redelivery
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,23 +49,12 @@ def admitted_event(service: "ServiceHandle", life: int, timeout: Optional[float]
     return None
 
 
-class BreakerDispatcher:
+class BreakerDispatcher(SerialDispatcher):
     """``plugin.handle_ingress`` on the worker thread, one event at a time, each
-    once the service's breaker lets it pass (see the module)."""
+    once the service's breaker lets it pass (see the module); the rest is the
+    serial dispatcher's."""
 
-    __slots__ = ("_service", "_plugin", "_classify")
-
-    def __init__(self, service: "ServiceHandle", plugin: Any,
-                 classify: Callable[[BaseException], Failure] = Failure.raised) -> None:
-        self._service = service
-        self._plugin = plugin
-        self._classify = classify
-
-    def recall(self, _unused: Any = None) -> None:
-        """Nothing is ever handed over ahead of its turn here."""
-
-    def classify(self, exc: BaseException) -> Failure:
-        return self._classify(exc)
+    __slots__ = ()
 
     def run(self, life: int) -> None:
         service = self._service
