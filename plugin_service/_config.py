@@ -116,6 +116,11 @@ class RestartPolicy:
         default=None, kw_only=True, validator=_on_give_up)
 
 
+def _max_queue_age(instance: Any, attribute: Any, value: Any) -> None:
+    _number(attribute.name, value, "a finite number of seconds > 0 or None", 0.0,
+            strictly=True)
+
+
 @attrs.frozen
 class ServiceConfig:
     """How one service is run. ``None`` disables a timeout or threshold."""
@@ -137,3 +142,7 @@ class ServiceConfig:
     #: three clock reads and two observations per event, see the README's Metrics).
     latency_histograms: bool = attrs.field(
         default=False, validator=attrs.validators.instance_of(bool))
+    #: Seconds an event may wait in the queue before it expires (README: Event
+    #: deadlines); None: no limit.
+    max_queue_age: Optional[float] = attrs.field(default=None, kw_only=True,
+                                                 validator=_max_queue_age)

@@ -44,6 +44,7 @@ class DiagnosticKind(str, enum.Enum):
     SOURCE_FAILED = "source_failed"
     SOURCE_UNAVAILABLE = "source_unavailable"
     SOURCE_NOT_FOUND = "source_not_found"
+    EVENT_EXPIRED = "event_expired"
 
     def __str__(self) -> str:
         return self.value
@@ -78,8 +79,9 @@ class DispatchCounters:
     """Cumulative counts over a service's whole life in its host, across restarts.
 
     At every snapshot ``enqueued == succeeded + failed + timed_out + dropped +
-    queue_depth + in_flight`` and ``dispatched == succeeded + failed + timed_out +
-    in_flight``.
+    expired + queue_depth + in_flight`` and ``dispatched == succeeded + failed +
+    timed_out + in_flight``. ``expired``: events whose deadline (``expires_at``,
+    ``max_queue_age``) passed while they waited; never handed to the plugin.
     """
 
     enqueued: int = 0
@@ -90,6 +92,7 @@ class DispatchCounters:
     rejected: int = 0
     dropped: int = 0
     retried: int = 0
+    expired: int = 0
 
 
 #: Why ``submit`` refused an event: the ``kind`` of the error it raised.

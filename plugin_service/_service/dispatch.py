@@ -103,7 +103,8 @@ class SerialDispatcher:
                         service._settle(future, ok, value, later)
                     future = None
                 state = service._state
-                if items and (state is _RUNNING or (state is _STOPPING and service._drain)):
+                if items and (state is _RUNNING or (state is _STOPPING and service._drain)) \
+                        and not service._expiry_heap:  # else deadlines: _wait_for_event
                     future, ctx = service._take(items, timeout)
                 elif settled:
                     service._idle()
