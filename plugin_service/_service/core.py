@@ -263,6 +263,10 @@ class ServiceCore:
         none: Any = None
         self._queue_waits: LatencyRecorder = LatencyRecorder() if self._timed else none
         self._handler_times: LatencyRecorder = LatencyRecorder() if self._timed else none
+        self._init_deadlines(config)
+
+    def _init_deadlines(self, config: ServiceConfig) -> None:
+        """The fields of event deadlines (``expiry``)."""
         self._max_queue_age = config.max_queue_age
         self._expiry_on = config.max_queue_age is not None
         self._expiry_heap: List[Tuple[float, int, Any]] = []
