@@ -5,7 +5,18 @@ import importlib.util
 import sys
 from typing import List
 
-from . import dispatch, fanin, isolation, ray_backend, roundtrip, scale, timeouts, tools, websocket
+from . import (
+    dispatch,
+    expiry,
+    fanin,
+    isolation,
+    ray_backend,
+    roundtrip,
+    scale,
+    timeouts,
+    tools,
+    websocket,
+)
 from ._cli import Builder, main
 
 #: Every scenario's builder, in the order the table lists them (the issue's order).
@@ -17,6 +28,7 @@ SCENARIOS: List[Builder] = [
     isolation.build,
     scale.build,
     fanin.build,
+    expiry.build,
 ]
 
 #: The Ray backend (8) runs when the ``ray`` extra is installed.

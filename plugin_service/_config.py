@@ -117,6 +117,11 @@ class RestartPolicy:
         default=None, kw_only=True, validator=_on_give_up)
 
 
+def _max_queue_age(instance: Any, attribute: Any, value: Any) -> None:
+    _number(attribute.name, value, "a finite number of seconds > 0 or None", 0.0,
+            strictly=True)
+
+
 @attrs.frozen
 class ServiceConfig:
     """How one service is run. ``None`` disables a timeout or threshold."""
@@ -142,3 +147,7 @@ class ServiceConfig:
     breaker: Optional[BreakerPolicy] = attrs.field(
         default=None,
         validator=attrs.validators.optional(attrs.validators.instance_of(BreakerPolicy)))
+    #: Seconds an event may wait in the queue before it expires (README: Event
+    #: deadlines); None: no limit.
+    max_queue_age: Optional[float] = attrs.field(default=None, kw_only=True,
+                                                 validator=_max_queue_age)

@@ -48,6 +48,7 @@ class DiagnosticKind(str, enum.Enum):
     BACKEND_UNAVAILABLE = "backend_unavailable"
     BREAKER = "breaker"
     TOOL_UNAVAILABLE = "tool_unavailable"
+    EVENT_EXPIRED = "event_expired"
 
     def __str__(self) -> str:
         return self.value
@@ -82,8 +83,9 @@ class DispatchCounters:
     """Cumulative counts over a service's whole life in its host, across restarts.
 
     At every snapshot ``enqueued == succeeded + failed + timed_out + dropped +
-    queue_depth + in_flight`` and ``dispatched == succeeded + failed + timed_out +
-    in_flight``.
+    expired + queue_depth + in_flight`` and ``dispatched == succeeded + failed +
+    timed_out + in_flight``. ``expired``: events whose deadline (``expires_at``,
+    ``max_queue_age``) passed while they waited; never handed to the plugin.
     """
 
     enqueued: int = 0
@@ -94,6 +96,7 @@ class DispatchCounters:
     rejected: int = 0
     dropped: int = 0
     retried: int = 0
+    expired: int = 0
 
 
 #: Why ``submit`` refused an event: the ``kind`` of the error it raised.

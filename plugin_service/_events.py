@@ -57,7 +57,9 @@ class IngressEvent:
     Construction does not validate; the host validates at ``submit`` and refuses a
     bad event with ``InvalidEvent``. ``created_at`` defaults to now (UTC-aware) and
     ``correlation_id`` to a process-unique string. Retries deliver a copy with
-    ``attempt`` incremented and the same correlation id.
+    ``attempt`` incremented and the same correlation id. ``expires_at`` (an aware
+    datetime, UTC, or None) is when the event stops being worth handling: one
+    still queued then is never handed to the plugin (README: Event deadlines).
     """
 
     ingress: str
@@ -67,13 +69,15 @@ class IngressEvent:
     created_at: _dt.datetime = attrs.field(factory=_utcnow, kw_only=True)
     attempt: int = attrs.field(default=1, kw_only=True)
     correlation_id: str = attrs.field(factory=new_correlation_id, kw_only=True)
+    expires_at: Optional[_dt.datetime] = attrs.field(default=None, kw_only=True)
 
     # Hand-written because every user builds one event per message: setting the
     # slots through their descriptors and inlining the two factories costs about
     # half of the attrs-generated __init__ (which goes through object.__setattr__).
     def __init__(self, ingress: str, source: str, payload: Any = None, *,
                  kind: str = "event", created_at: Any = _NOTHING, attempt: int = 1,
-                 correlation_id: Any = _NOTHING) -> None:
+                 correlation_id: Any = _NOTHING,
+                 expires_at: Optional[_dt.datetime] = None) -> None:
         _set_ingress(self, ingress)
         _set_source(self, source)
         _set_payload(self, payload)
@@ -83,6 +87,7 @@ class IngressEvent:
         _set_correlation_id(
             self, "%s-%x" % (_prefix, next(_counter))
             if correlation_id is _NOTHING else correlation_id)
+        _set_expires_at(self, expires_at)
 
 
 _set_ingress = IngressEvent.__dict__["ingress"].__set__
@@ -92,6 +97,7 @@ _set_kind = IngressEvent.__dict__["kind"].__set__
 _set_created_at = IngressEvent.__dict__["created_at"].__set__
 _set_attempt = IngressEvent.__dict__["attempt"].__set__
 _set_correlation_id = IngressEvent.__dict__["correlation_id"].__set__
+_set_expires_at = IngressEvent.__dict__["expires_at"].__set__
 
 
 def _names(value: Any) -> Tuple[str, ...]:
@@ -128,6 +134,22 @@ def _safe_repr(value: Any, limit: int = 60) -> str:
     except Exception:
         text = "<%s>" % type(value).__name__
     return sanitize(text, limit)
+
+
+def _expiry_refusal(expires: Any) -> Optional[str]:
+    """Why ``expires_at`` is not acceptable now (None if it is)."""
+    if not isinstance(expires, _dt.datetime):
+        return "expires_at must be a datetime or None, got %s" % type(expires).__name__
+    try:
+        if expires.tzinfo is None or expires.utcoffset() is None:
+            return "expires_at is naive; give it a timezone (UTC)"
+        now = _now(_UTC)
+        if expires <= now:
+            return "expires_at %s is already past (now %s)" % (
+                expires.isoformat(), now.isoformat())
+    except Exception as exc:
+        return "expires_at has a broken timezone: %s" % type_name(exc)
+    return None
 
 
 def check_event(event: Any, ingresses: Dict[str, Ingress]) -> Optional[str]:
@@ -177,6 +199,11 @@ def check_event(event: Any, ingresses: Dict[str, Ingress]) -> Optional[str]:
                     return "created_at is naive; give it a timezone"
             except Exception as exc:
                 return "created_at has a broken timezone: %s" % type_name(exc)
+        expires = event.expires_at
+        if expires is not None:
+            why = _expiry_refusal(expires)
+            if why is not None:
+                return why
         if ingress.event_kinds and kind not in ingress.event_kinds:
             return "kind %s not accepted by ingress %r" % (_safe_repr(kind), name)
         if ingress.sources and source not in ingress.sources:

@@ -97,7 +97,8 @@ class Watchdog:
                 delay = when - _monotonic()
                 if delay <= 0:
                     return heapq.heappop(heap)[2]
-                self._timer_due.wait(delay)
+                # Capped: a far deadline (an expires_at in a year) would overflow.
+                self._timer_due.wait(min(delay, threading.TIMEOUT_MAX))
             return None
 
     def _run(self) -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "DispatchError",
     "DispatchTimeout",
     "DispatchFailed",
+    "EventExpired",
     "PluginCrashed",
     "ToolError",
     "ToolNotFound",
@@ -207,6 +208,27 @@ class DispatchFailed(DispatchError):
     """The handler raised; the plugin's exception is ``__cause__``."""
 
     kind = _K.DISPATCH_FAILED
+
+
+class EventExpired(DispatchError):
+    """The event's deadline passed while it waited in the queue: it was never
+    handed to the plugin (a dead letter, counted in ``expired``).
+
+    ``deadline`` is that deadline as a UTC datetime, ``late`` how many seconds
+    past it the expiry was decided, ``expired_by`` which deadline it was:
+    ``"expires_at"`` (the event's own) or ``"max_queue_age"`` (the service's).
+    """
+
+    kind = _K.EVENT_EXPIRED
+
+    def __init__(self, message: str = "", *, service: Optional[str] = None,
+                 correlation_id: Optional[str] = None, deadline: Any = None,
+                 late: float = 0.0, expired_by: str = "expires_at") -> None:
+        super().__init__(message, service=service)
+        self.correlation_id = correlation_id
+        self.deadline = deadline
+        self.late = late
+        self.expired_by = expired_by
 
 
 class PluginCrashed(PluginServiceError):

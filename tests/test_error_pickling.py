@@ -28,6 +28,10 @@ SAMPLES = {
     "DispatchError": errors.DispatchError("no", service="s"),
     "DispatchTimeout": errors.DispatchTimeout("late", service="s", timeout=0.5),
     "DispatchFailed": errors.DispatchFailed("raised", service="s"),
+    "EventExpired": errors.EventExpired(
+        "expired", service="s", correlation_id="c-1",
+        deadline=_dt.datetime(2026, 12, 2, 17, 0, tzinfo=_dt.timezone.utc), late=0.25,
+        expired_by="max_queue_age"),
     "PluginCrashed": errors.PluginCrashed("died", service="s"),
     "ToolError": errors.ToolError("tool", service="t"),
     "ToolNotFound": errors.ToolNotFound("t"),

@@ -409,7 +409,9 @@ class LifecycleMachine(RuleBasedStateMachine):
         assert status.state in (STOPPED, FAILED)
         counters = status.counters
         assert counters.enqueued == (counters.succeeded + counters.failed
-                                     + counters.timed_out + counters.dropped)
+                                     + counters.timed_out + counters.dropped
+                                     + counters.expired)
+        assert counters.expired == 0  # no event of the model has a deadline
         assert (counters.succeeded, counters.failed, counters.timed_out,
                 counters.dropped) == (self.succeeded, self.failed, self.timed_out,
                                       self.dropped)

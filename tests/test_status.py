@@ -25,7 +25,7 @@ SERVICE_STATUS_FIELDS = {
     "queue_wait", "handler_time", "restart_backoff", "breaker",
 }
 COUNTER_FIELDS = {"enqueued", "dispatched", "succeeded", "failed", "timed_out", "rejected",
-                  "dropped", "retried"}
+                  "dropped", "retried", "expired"}
 
 
 class WithStatus(Raising):

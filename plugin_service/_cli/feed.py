@@ -2,6 +2,7 @@
 for each, written whole under a lock."""
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import select
@@ -25,6 +26,18 @@ _MAX_LINE_BYTES = 1 << 20  # the default of --max-line-bytes
 
 
 _TOO_LONG = None  # what _LineSplitter yields for a line over its limit
+
+
+def _expires_at(value: Any) -> datetime.datetime | None:
+    """An input line's ``expires_at``: an ISO 8601 string (``Z`` for UTC too);
+    None if it is not one. A naive one is left to ``submit`` to refuse."""
+    if not isinstance(value, str):
+        return None
+    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+    try:
+        return datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 class _LineSplitter:
@@ -208,6 +221,15 @@ class _Runner:
         fields: dict[str, Any] = {"kind": obj.get("kind", "event")}
         if cid is not None:
             fields["correlation_id"] = cid
+        if obj.get("expires_at") is not None:
+            fields["expires_at"] = _expires_at(obj["expires_at"])
+            if fields["expires_at"] is None:
+                error = errors.InvalidEvent(
+                    "expires_at must be an ISO 8601 string with an offset, got %s"
+                    % sanitize(repr(obj["expires_at"]), 60),
+                    service=service if isinstance(service, str) else None)
+                self._reject(number, cid, "service", service, _error_of(error))
+                return
         event = IngressEvent(obj["ingress"], obj.get("source", "stdin"), obj.get("payload"),
                              **fields)
         logger.debug("line {}: event {} for service {}", number,

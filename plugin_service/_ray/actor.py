@@ -1,6 +1,7 @@
 """Runs inside a service's actor process: builds the plugin and calls it."""
 from __future__ import annotations
 
+import datetime as _dt
 import threading
 import time
 from typing import Any, Optional, Tuple
@@ -9,6 +10,16 @@ from .._context import DispatchContext
 from .progress import Marker
 
 _monotonic = time.monotonic
+
+
+def _earlier(deadline: Optional[float], event: Any) -> Optional[float]:
+    """``ctx.deadline`` here: the dispatch deadline, or the event's own
+    ``expires_at`` (read on this machine's clocks) when that comes first."""
+    expires = getattr(event, "expires_at", None)
+    if expires is None:
+        return deadline
+    own = _monotonic() + (expires - _dt.datetime.now(_dt.timezone.utc)).total_seconds()
+    return own if deadline is None or own < deadline else deadline
 
 class _PluginActor:
     """Runs inside the actor process: builds the plugin and calls it.
@@ -53,7 +64,7 @@ class _PluginActor:
             if batch <= self._closed:
                 return _SKIPPED
             deadline = None if timeout is None else _monotonic() + timeout
-            ctx = self._ctx = DispatchContext(event, deadline)
+            ctx = self._ctx = DispatchContext(event, _earlier(deadline, event))
             self._ctx_seq = seq
         marker = self._marker
         if marker is not None:

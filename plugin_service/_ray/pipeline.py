@@ -27,6 +27,7 @@ from .._future import DispatchFuture
 from .._guarded import describe
 from .._service import Failure, Redelivery
 from .._service.core import _RUNNING, Deferred, _monotonic
+from .._service.expiry import deadline_of
 from .._service.ledger import _is_instance
 from .proxy import Undeliverable
 
@@ -84,9 +85,21 @@ class PipelineDispatcher:
         self._take_back()
 
     def _fill(self, life: int) -> Optional[List[_Sent]]:
-        """Under the lock: with nothing outstanding, take the next event (waiting
-        for one); then hand more ahead while the window has room. What to send;
-        None once the worker is done, ``_ABANDONED`` if this life was."""
+        """With nothing outstanding, take the next event (waiting for one); then
+        hand more ahead while the window has room. What to send; None once the
+        worker is done, ``_ABANDONED`` if this life was. Expired events at the
+        front expire (and their futures resolve) before anything is taken: an
+        expired event is never sent."""
+        later = Deferred()
+        while True:
+            sends = self._fill_once(life, later)
+            if not later._calls:
+                return sends
+            later.run()  # nothing was taken: look again
+
+    def _fill_once(self, life: int, later: Deferred) -> Optional[List[_Sent]]:
+        """``_fill`` under the lock, once; with ``later`` given calls (expired
+        events), nothing is taken."""
         service = self._service
         items = service._items
         sent = self._sent
@@ -112,14 +125,23 @@ class PipelineDispatcher:
                 service._not_empty.wait(wait)
                 service._worker_waiting = False
             if not sent:
-                entry = service._take(items, self._timeout)
+                if not service._expiry_heap:
+                    entry = service._take(items, self._timeout)
+                else:
+                    service._expire_head(later)
+                    if later._calls:
+                        return sends
+                    entry = service._take_expiring(items, self._timeout)
                 sent.append(entry)
                 sends.append(entry)
             # Ahead only while the breaker is closed: a failure sends back what
-            # followed it unrun, so nothing ahead runs once it opened.
+            # followed it unrun, so nothing ahead runs once it opened. An event
+            # with a deadline is never sent ahead: it is sent when its turn
+            # comes, checked then, so it never waits in the actor.
             if dispatching and not self._draining and self._proxy._may_send() \
                     and (breaker is None or breaker.state is _CLOSED):
-                while items and len(sent) < self._window:
+                while items and len(sent) < self._window and not (
+                        service._expiry_heap and deadline_of(items[0]) is not None):
                     ahead = service._take_ahead()
                     entry = (ahead, DispatchContext(ahead.event, None))
                     sent.append(entry)

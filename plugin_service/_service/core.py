@@ -180,6 +180,9 @@ class ServiceCore:
         "_dropped", "_retried", "_consecutive_failures", "_restarts", "_auto_restarts",
         "_last_error", "_failure", "_failure_life", "_diagnostics",
         "_rejections", "_timed", "_queue_waits", "_handler_times",
+        # Event deadlines (``expiry``): the heap of queued events' deadlines and
+        # the one expiry timer; ``_expiry_on`` once any event had one (sticky).
+        "_max_queue_age", "_expiry_on", "_expiry_heap", "_expiry_timer", "_expired",
         # A handle still takes attributes of its user's, as it did before it had slots.
         "__dict__", "__weakref__",
     )
@@ -264,6 +267,15 @@ class ServiceCore:
         none: Any = None
         self._queue_waits: LatencyRecorder = LatencyRecorder() if self._timed else none
         self._handler_times: LatencyRecorder = LatencyRecorder() if self._timed else none
+        self._init_deadlines(config)
+
+    def _init_deadlines(self, config: ServiceConfig) -> None:
+        """The fields of event deadlines (``expiry``)."""
+        self._max_queue_age = config.max_queue_age
+        self._expiry_on = config.max_queue_age is not None
+        self._expiry_heap: List[Tuple[float, int, Any]] = []
+        self._expiry_timer: Any = None
+        self._expired = 0
 
     if TYPE_CHECKING:  # pragma: no cover
         # A part calls down the stack freely; these four are the calls up it

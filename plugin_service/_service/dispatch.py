@@ -102,8 +102,9 @@ class SerialDispatcher:
                     else:
                         service._settle(future, ok, value, later)
                     future = None
-                state = service._state
-                if items and (state is _RUNNING or (state is _STOPPING and service._drain)):
+                # With deadlines about, _wait_for_event takes (expired ones first).
+                if items and not service._expiry_heap and ((state := service._state) is _RUNNING
+                        or (state is _STOPPING and service._drain)):
                     future, ctx = service._take(items, timeout)
                 elif settled:
                     service._idle()

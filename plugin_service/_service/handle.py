@@ -1,7 +1,8 @@
 """``ServiceHandle``: the host's handle on one service plugin, the public facade.
 
 The parts it is made of, each one concept (see ``core`` for the state they share
-under the one lock): ``ledger`` (counters, diagnostics, snapshot) < ``mailbox``
+under the one lock): ``ledger`` (counters, diagnostics, snapshot) < ``expiry``
+(event deadlines) < ``mailbox``
 (``submit`` and the bounded FIFO) < ``inflight`` (the event being handled and
 its timer) < ``control`` (lives, transitions, failures, restarts) < ``stopping``
 < ``cleanup`` < ``worker`` (start -> dispatcher -> stop on the worker thread).

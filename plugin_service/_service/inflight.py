@@ -52,18 +52,30 @@ class InFlight(Mailbox):
 
     def _wait_for_event(self, life: int, timeout: Optional[float]
                         ) -> Optional[Tuple[DispatchFuture, DispatchContext]]:
+        """Take the next event, waiting for one; None once this life's worker is
+        done. With deadlines about, expired ones at the front expire first, and
+        their futures resolve before the next is taken (its turn starts after)."""
         items = self._items
-        with self._lock:
-            while self._life == life:
-                state = self._state
-                if items and (state is _RUNNING or (state is _STOPPING and self._drain)):
-                    return self._take(items, timeout)
-                if state is not _RUNNING:
+        later = Deferred()
+        while True:
+            with self._lock:
+                while self._life == life:
+                    state = self._state
+                    if items and (state is _RUNNING or (state is _STOPPING and self._drain)):
+                        if not self._expiry_heap:
+                            return self._take(items, timeout)
+                        self._expire_head(later)
+                        if not later._calls:
+                            return self._take_expiring(items, timeout)
+                        break
+                    if state is not _RUNNING:
+                        return None
+                    self._worker_waiting = True
+                    self._not_empty.wait()
+                    self._worker_waiting = False
+                else:
                     return None
-                self._worker_waiting = True
-                self._not_empty.wait()
-                self._worker_waiting = False
-        return None
+            later.run()
 
     def _start_deadline(self, future: DispatchFuture, ctx: DispatchContext,
                         timeout: float) -> None:

@@ -173,6 +173,7 @@ class Ledger(ServiceCore):
                 rejected=self._rejected,
                 dropped=self._dropped,
                 retried=self._retried,
+                expired=self._expired,
             ),
             diagnostics=tuple(self._diagnostics),
             plugin_status=None,

@@ -17,7 +17,7 @@ from .._events import IngressEvent, check_event
 from .._fork import forked_error
 from .._future import DispatchFuture, _read_cid
 from .core import _FAILED, _READY, _RUNNING, _STARTING, _STOPPED, _STOPPING, Deferred, _monotonic
-from .ledger import Ledger
+from .expiry import Expiry
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -33,7 +33,7 @@ class _Posted:
 
     # _queued_at: stamped by the mailbox, only when its service keeps latency
     # histograms (DispatchFuture's class default stands in for it elsewhere).
-    __slots__ = ("event", "_cid", "_queued_at")
+    __slots__ = ("event", "_cid", "_queued_at", "_expiry")
     _queued_at: float
 
     def __init__(self, event: Any, _owner: Any = None) -> None:
@@ -71,7 +71,7 @@ def _posted_id(item: _Posted) -> str:
     return cid if cid is not None else str(item.event.correlation_id)
 
 
-class Mailbox(Ledger):
+class Mailbox(Expiry):
     """The producer side (``submit``, ``post`` and their batches) and the
     consumer side's waits."""
 
@@ -148,6 +148,7 @@ class Mailbox(Ledger):
         state's error), returned and not recorded."""
         if self._timed:
             future._queued_at = _monotonic()
+        self._stamp_deadlines((future,))
         return self._enqueue_slow((future,), timeout > 0, timeout)[1]
 
     def _enqueue(self, event: Any, make: Type[_Item], block: bool,
@@ -164,6 +165,8 @@ class Mailbox(Ledger):
         item = make(event, self)
         if self._timed:
             item._queued_at = _monotonic()
+        if event.expires_at is not None or self._max_queue_age is not None:
+            return self._enqueue_expiring(item, event, block, timeout)  # type: ignore[no-any-return]
         items = self._items
         with self._lock:
             if self._state is _RUNNING and len(items) < self._room:
@@ -197,6 +200,8 @@ class Mailbox(Ledger):
                 if room > 0:
                     taken = batch[done:done + room] if done or room < total else batch
                     items.extend(taken)
+                    if self._expiry_on:
+                        self._register(taken)
                     self._enqueued += len(taken)
                     done += len(taken)
                     if self._worker_waiting:
@@ -240,6 +245,7 @@ class Mailbox(Ledger):
                 valid = [make(event, self) for event in events]
                 if self._timed:
                     _stamp(valid)
+                self._stamp_deadlines(valid)
                 done, error = self._enqueue_slow(valid, block, timeout) if valid else (0, None)
                 if error is None:
                     return valid
@@ -264,6 +270,7 @@ class Mailbox(Ledger):
         valid = [make(events[index], self) for index in where]
         if self._timed:
             _stamp(valid)
+        self._stamp_deadlines(valid)
         done, error = self._enqueue_slow(valid, block, timeout) if valid else (0, None)
         for count, (index, item) in enumerate(zip(where, valid)):
             outcomes[index] = item if count < done else (
@@ -309,6 +316,7 @@ class Mailbox(Ledger):
         """Drop every queued event: counted, dead-lettered, futures fail afterwards."""
         items = self._items
         kind = error_type.kind
+        self._expiry_heap.clear()  # every queued deadline goes with its event
         while items:
             future = items.popleft()
             self._dropped += 1
@@ -337,6 +345,8 @@ class Mailbox(Ledger):
             future._mark_pending()
             items.appendleft(future)
         self._room += len(futures)
+        if self._expiry_on:
+            self._register(futures)
         if self._producers_waiting:
             self._not_full.notify_all()
         state = self._state

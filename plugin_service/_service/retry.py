@@ -2,7 +2,9 @@
 
 Each redelivery is a copy of the event with ``attempt`` incremented and its own
 deadline. A timed-out attempt is not retried; a stop during the backoff ends the
-retry and the event fails with its last exception.
+retry and the event fails with its last exception, and so does the event's own
+``expires_at`` passing (no attempt is delivered after it; each attempt's
+``ctx.deadline`` is never later than it).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import tenacity  # type: ignore[import-untyped, unused-ignore]  # 6.1 has no py.
 
 from .._context import DispatchContext
 from .core import _RUNNING, _monotonic
+from .expiry import EventDeadlineContext, deadline_of
 from .ledger import _is_instance
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -82,7 +85,10 @@ class Redelivery:
             if self._timeout is not None:
                 deadline = service._deadline = _monotonic() + self._timeout
                 service._arm(deadline)
-            ctx = service._current_ctx = DispatchContext(event, deadline)
+            own = self._own_deadline()
+            ctx = service._current_ctx = DispatchContext(event, deadline) if own is None \
+                else EventDeadlineContext(event, own)
+            ctx.deadline = deadline
         try:
             result = self._handle(event, ctx)
         except RetryCutShort:
@@ -103,6 +109,9 @@ class Redelivery:
                 raise _AttemptTimedOut()
             service._deadline = None
             service._current_ctx = None
+            own = self._own_deadline()
+            if own is not None:  # wake at expires_at, to give up then
+                seconds = max(0.0, min(seconds, own - _monotonic()))
             if service._state_changed.wait_for(
                     lambda: service._life != life or service._state is not _RUNNING, seconds):
                 raise RetryCutShort()
@@ -114,3 +123,11 @@ class Redelivery:
             raise _AttemptTimedOut()  # decided between raise and retry
         if service._life != self._life or service._state is not _RUNNING:
             raise RetryCutShort()
+        own = self._own_deadline()
+        if own is not None and _monotonic() >= own:
+            raise RetryCutShort()  # its expires_at passed: nobody wants it any more
+
+    def _own_deadline(self) -> Optional[float]:
+        """The event's own ``expires_at`` on the monotonic clock, if any (lock held)."""
+        record = deadline_of(self._service._current)
+        return None if record is None else record.own

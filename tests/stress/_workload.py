@@ -366,7 +366,7 @@ def check_snapshot(status: Any, last: Dict[str, Any]) -> List[str]:
     found = []
     for name, s in status.services.items():
         c = s.counters
-        if c.enqueued != (c.succeeded + c.failed + c.timed_out + c.dropped
+        if c.enqueued != (c.succeeded + c.failed + c.timed_out + c.dropped + c.expired
                           + s.queue_depth + s.in_flight):
             found.append("enqueued invariant broken: %r" % (s,))
         if c.dispatched != c.succeeded + c.failed + c.timed_out + s.in_flight:

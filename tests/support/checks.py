@@ -12,7 +12,7 @@ def assert_invariants(status: Any) -> None:
     counters, rejections by reason summing to ``rejected``, and the latency
     histograms (when kept) consistent, observing no event that did not end."""
     c = status.counters
-    assert c.enqueued == (c.succeeded + c.failed + c.timed_out + c.dropped
+    assert c.enqueued == (c.succeeded + c.failed + c.timed_out + c.dropped + c.expired
                           + status.queue_depth + status.in_flight), status
     assert c.dispatched == c.succeeded + c.failed + c.timed_out + status.in_flight, status
     assert sum(status.rejections.values()) == c.rejected, status
