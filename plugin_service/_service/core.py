@@ -222,9 +222,6 @@ class ServiceCore:
         self._drain = True
         self._restart_timer: Any = None
         self._restart_when_idle = False
-        self._backoff = None if config.restart is None else RestartBackoff(config.restart)
-        self._breaker = None if config.breaker is None else Breaker(
-            config.breaker, self._breaker_changed)
         self._closing = False
         # Lives whose worker owes the plugin its cleanup, with the failure to hand it;
         # and lives whose abandoned handler is owed one if it ever returns.
@@ -267,10 +264,14 @@ class ServiceCore:
         none: Any = None
         self._queue_waits: LatencyRecorder = LatencyRecorder() if self._timed else none
         self._handler_times: LatencyRecorder = LatencyRecorder() if self._timed else none
-        self._init_deadlines(config)
+        self._init_policies(config)
 
-    def _init_deadlines(self, config: ServiceConfig) -> None:
-        """The fields of event deadlines (``expiry``)."""
+    def _init_policies(self, config: ServiceConfig) -> None:
+        """The fields of the optional policies: restart backoff (``backoff``), the
+        circuit breaker (``breaker``) and event deadlines (``expiry``)."""
+        self._backoff = None if config.restart is None else RestartBackoff(config.restart)
+        self._breaker = None if config.breaker is None else Breaker(
+            config.breaker, self._breaker_changed)
         self._max_queue_age = config.max_queue_age
         self._expiry_on = config.max_queue_age is not None
         self._expiry_heap: List[Tuple[float, int, Any]] = []
