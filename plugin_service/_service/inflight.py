@@ -223,7 +223,7 @@ class InFlight(Mailbox):
         self._timed_out += 1
         self._consecutive_failures += 1
         diagnostic = self._note(_K.DISPATCH_TIMEOUT, why, future._cid)
-        self._dead_letter(event, diagnostic)
+        self._dead_letter(event, diagnostic, later)
         fail_after = self._config.fail_after
         if fail_after is not None and self._consecutive_failures >= fail_after \
                 and self._fail_pending is None:
