@@ -24,6 +24,7 @@ from ._events import Ingress, IngressEvent
 from ._future import DispatchFuture
 from ._host import PluginHost
 from ._latency import LatencyHistogram
+from ._letters import DeadLetterSinkStatus, SQLiteDeadLetterSink, StoredDeadLetter
 from ._lifecycle import LifecycleState
 from ._logs import disable_unless_chosen as _disable_unless_chosen
 from ._logs import log_to_stdlib
@@ -72,6 +73,9 @@ __all__ = [
     "ServiceStatus",
     "HostStatus",
     "DeadLetter",
+    "StoredDeadLetter",
+    "SQLiteDeadLetterSink",
+    "DeadLetterSinkStatus",
     "ToolCounters",
     "ToolStatus",
     "LatencyHistogram",

@@ -16,6 +16,7 @@ from ._lifecycle import LifecycleState
 from ._redact import shown_id
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ._letters.sink import DeadLetterSinkStatus
     from ._sources.status import SourceStatus
 
 __all__ = ["DiagnosticKind", "Diagnostic", "DispatchCounters", "ServiceStatus", "ToolCounters",
@@ -49,6 +50,7 @@ class DiagnosticKind(str, enum.Enum):
     BREAKER = "breaker"
     TOOL_UNAVAILABLE = "tool_unavailable"
     EVENT_EXPIRED = "event_expired"
+    REDRIVE_REFUSED = "redrive_refused"
 
     def __str__(self) -> str:
         return self.value
@@ -195,6 +197,7 @@ class HostStatus:
     it runs nothing, and every service and tool reports a HOST_FORKED diagnostic.
     ``listener_backlog_dropped``: lifecycle notifications never delivered because
     the listeners' backlog was full (see ``PluginHost.add_listener``).
+    ``dead_letter_sink``: the ``dead_letter_sink``'s counters, None without one.
     """
 
     services: Mapping[str, ServiceStatus] = attrs.field(factory=dict, metadata={_NAMES: True})
@@ -203,6 +206,7 @@ class HostStatus:
     #: Snapshots of the host's sources (``SourceStatus``), keyed by name.
     sources: Mapping[str, "SourceStatus"] = attrs.field(factory=dict, metadata={_NAMES: True})
     listener_backlog_dropped: int = 0
+    dead_letter_sink: Optional["DeadLetterSinkStatus"] = None
 
     def to_dict(self) -> Dict[str, Any]:
         """Every field, services, tools and sources keyed by name, in JSON types;

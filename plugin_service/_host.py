@@ -18,6 +18,8 @@ from ._events import IngressEvent
 from ._future import DispatchFuture
 from ._host_tools import HostTools
 from ._kinds import Kind, classify
+from ._letters import HostRedrive, Letters
+from ._letters.sink import BACKLOG as _SINK_BACKLOG
 from ._lifecycle import LifecycleState
 from ._listeners import HostListeners, Listeners
 from ._plugin import ServicePluginLike
@@ -45,7 +47,7 @@ WATCHDOG_JOIN_BOUND = 5.0
 _DEFAULT_CONFIG = ServiceConfig()  # frozen, so one instance serves every service
 
 
-class PluginHost(HostSources, HostListeners, HostTools):
+class PluginHost(HostSources, HostListeners, HostTools, HostRedrive):
     """Owns service plugins and tool plugins, and the threads that run them.
 
     Beyond one worker thread per running service, a host starts one watchdog
@@ -58,13 +60,18 @@ class PluginHost(HostSources, HostListeners, HostTools):
     without one, past the start of ``close()``, when it is cancelled).
 
     ``ValueError`` for a ``tool_workers`` not an int >= 1 or a ``tool_cancel_grace``
-    not a number >= 0 or None. A host belongs to the process that created it: in a
-    forked child every call raises ``HostForked``, :meth:`status` says so and
-    :meth:`close` does nothing (see ``plugin_service.integrations.gunicorn``).
+    not a number >= 0 or None. ``dead_letter_sink``: an object with ``write(letter)``
+    (``SQLiteDeadLetterSink``), handed every dead letter on a thread of the host's,
+    at most ``dead_letter_sink_backlog`` waiting (README: Dead-letter sinks). A host
+    belongs to the process that created it: in a forked child every call raises
+    ``HostForked``, :meth:`status` says so and :meth:`close` does nothing (see
+    ``plugin_service.integrations.gunicorn``).
     """
 
     def __init__(self, *, tool_workers: int = 4, dead_letter_limit: int = 1000,
-                 backend: Any = None, tool_cancel_grace: Optional[float] = 5.0) -> None:
+                 backend: Any = None, tool_cancel_grace: Optional[float] = 5.0,
+                 dead_letter_sink: Any = None,
+                 dead_letter_sink_backlog: int = _SINK_BACKLOG) -> None:
         positive_int("tool_workers", tool_workers)
         self._tool_cancel_grace = check_grace(tool_cancel_grace)
         self._lock = threading.Lock()
@@ -72,6 +79,8 @@ class PluginHost(HostSources, HostListeners, HostTools):
         self._tools: Dict[str, Tool] = {}
         self._dead_letters = DeadLetterBox(dead_letter_limit)
         host_id = next(_host_ids)
+        self._letters = Letters(self._dead_letters, dead_letter_sink,
+                                dead_letter_sink_backlog, host_id)
         self._watchdog = Watchdog("plugin_service-watchdog-%d" % host_id)
         self._listeners = Listeners("plugin_service-listeners-%d" % host_id)
         self._runtime = Runtime(self._watchdog, self._dead_letters, self._listeners)
@@ -258,7 +267,8 @@ class PluginHost(HostSources, HostListeners, HostTools):
                                     for h, (snapshot, call) in begun},
                           tools={t.name: t.status() for t in tools},
                           sources=self._sources.statuses(),
-                          listener_backlog_dropped=self._listeners.dropped)
+                          listener_backlog_dropped=self._listeners.dropped,
+                          dead_letter_sink=self._letters.status())
 
     # ------------------------------------------------------------- closing
     def close(self, timeout: Optional[float] = None) -> None:
@@ -318,6 +328,7 @@ class PluginHost(HostSources, HostListeners, HostTools):
         self._watchdog.close(WATCHDOG_JOIN_BOUND if deadline is None
                              else max(0.0, deadline - time.monotonic()))
         self._listeners.close(deadline)  # delivers what is pending, within the bound
+        self._letters.close(deadline)  # writes what is pending, within the bound
         self._backend.close()
 
     def _hurry(self) -> None:

@@ -43,6 +43,7 @@ __all__ = [
     "SourceUnavailable",
     "SourceNotFound",
     "BackendUnavailable",
+    "RedriveRefused",
 ]
 
 
@@ -378,3 +379,20 @@ class BackendUnavailable(PluginServiceError, ConnectionError):
                  service: Optional[str] = None) -> None:
         super().__init__(message, service=service)
         self.address = address
+
+
+class RedriveRefused(PluginServiceError):
+    """``PluginHost.redrive`` did not submit a dead letter again: ``reason`` says
+    why (it was re-driven already, its raw payload was not stored, its event
+    cannot be rebuilt); ``letter_id`` is its row in the sink, None for a letter
+    of ``dead_letters()``. Never raised: it is the exception of that letter's
+    already-failed future."""
+
+    kind = _K.REDRIVE_REFUSED
+
+    def __init__(self, reason: str, *, service: Optional[str] = None,
+                 letter_id: Optional[int] = None) -> None:
+        super().__init__("dead letter%s of %r not re-driven: %s" % (
+            "" if letter_id is None else " %d" % letter_id, service, reason), service=service)
+        self.reason = reason
+        self.letter_id = letter_id

@@ -46,6 +46,7 @@ SAMPLES = {
     "SourceNotFound": errors.SourceNotFound("ws"),
     "ToolUnavailable": errors.ToolUnavailable(
         "t", _dt.datetime(2026, 12, 2, 17, 0, tzinfo=_dt.timezone.utc)),
+    "RedriveRefused": errors.RedriveRefused("re-driven already", service="s", letter_id=7),
     "BackendUnavailable": errors.BackendUnavailable("cannot join", address="127.0.0.1:6379"),
 }
 

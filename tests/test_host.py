@@ -54,7 +54,7 @@ def test_status_to_dict_has_services_and_tools_and_dumps_to_json(make_host):
     as_dict = json.loads(json.dumps(host.status().to_dict()))
 
     assert set(as_dict) == {"services", "tools", "forked", "sources",
-                            "listener_backlog_dropped"}
+                            "listener_backlog_dropped", "dead_letter_sink"}
     assert as_dict["sources"] == {}
     assert as_dict["forked"] is False
     assert as_dict["services"]["svc"]["state"] == "running"
@@ -71,7 +71,8 @@ def test_status_to_dict_has_services_and_tools_and_dumps_to_json(make_host):
 
 def test_empty_host_status_to_dict_is_three_empty_maps_not_forked(make_host):
     assert make_host().status().to_dict() == {"services": {}, "tools": {}, "forked": False,
-                                              "sources": {}, "listener_backlog_dropped": 0}
+                                              "sources": {}, "listener_backlog_dropped": 0,
+                                              "dead_letter_sink": None}
 
 
 # ------------------------------------------------------------------- close

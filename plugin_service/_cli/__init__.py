@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from .._demo import run_demo
+from .dead_letters import dead_letters
 from .parser import _take_back_spec, _UsageError, build_parser
 from .run import _run
 from .streams import _configure_logging, _detach_stdout, _stray_prints_off_stdout, _Stream
@@ -34,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if stdout.broken:
                 _detach_stdout()
             return code
+        if args.command == "dead-letters":
+            return dead_letters(args, stdout, stderr)
         return run_demo(seconds=args.seconds)
     except KeyboardInterrupt:  # Ctrl-C in the demo; ``run`` handles SIGINT itself
         return 130

@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_demo(commands)
     _add_run(commands)
+    from .dead_letters import add_dead_letter_commands  # it builds on this module
+    add_dead_letter_commands(commands, _add_log_level, _add_run_bounds)
     return parser
 
 

@@ -244,7 +244,7 @@ class InFlight(Mailbox):
         self._timed_out += 1
         self._consecutive_failures += 1
         diagnostic = self._note(_K.DISPATCH_TIMEOUT, why, future._cid)
-        self._dead_letter(event, diagnostic)
+        self._dead_letter(event, diagnostic, later)
         fail_after = self._config.fail_after
         if self._breaker is not None:  # it opens instead of fail_after
             self._breaker.failed()

@@ -132,8 +132,13 @@ class Ledger(ServiceCore):
                 self._rejections[kind] = self._rejections.get(kind, 0) + 1
                 self._note(kind, str(error), cid if type(cid) is str else None)
 
-    def _dead_letter(self, event: Any, diagnostic: Diagnostic) -> None:
-        self._runtime.dead_letters.add(DeadLetter(self.name, event, diagnostic))
+    def _dead_letter(self, event: Any, diagnostic: Diagnostic, later: Deferred) -> None:
+        """Keep a dead letter (lock held); a dead-letter sink gets it in ``later``."""
+        letter = DeadLetter(self.name, event, diagnostic)
+        box = self._runtime.dead_letters
+        box.add(letter)
+        if box.sink is not None:
+            later.add(box.sink.put, letter)
 
     def _dispatch_failed(self, future: DispatchFuture, event: Any, failure: Failure,
                          later: Deferred) -> Diagnostic:
@@ -143,7 +148,7 @@ class Ledger(ServiceCore):
         future gets."""
         why, cause = failure.why, failure.cause
         diagnostic = self._note(_K.DISPATCH_FAILED, why, future._cid)
-        self._dead_letter(event, diagnostic)
+        self._dead_letter(event, diagnostic, later)
         error = errors.DispatchFailed("service %r: %s" % (self.name, why),
                                       service=self.name)
         error.__cause__ = cause

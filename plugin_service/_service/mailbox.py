@@ -322,7 +322,7 @@ class Mailbox(Expiry):
             self._dropped += 1
             diagnostic = self._note(kind, "event dropped: service %s" % self._state.value,
                                     future._cid)
-            self._dead_letter(future.event, diagnostic)
+            self._dead_letter(future.event, diagnostic, later)
             later.add(future.set_exception, error_type(
                 "service %r %s; queued event dropped" % (self.name, self._state.value),
                 service=self.name, state=self._state))  # type: ignore[call-arg]

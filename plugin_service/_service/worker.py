@@ -144,7 +144,7 @@ class Worker(CleanUp):
             if future is not None and not self._timed_out_current:
                 self._failed += 1
                 self._dead_letter(self._current_event, self._note(
-                    _K.DISPATCH_FAILED, "worker crashed: %s" % text, future._cid))
+                    _K.DISPATCH_FAILED, "worker crashed: %s" % text, future._cid), later)
                 error = errors.DispatchFailed("service %r: worker crashed" % self.name,
                                               service=self.name)
                 error.__cause__ = exc
