@@ -132,3 +132,43 @@ def test_events_dropped_by_a_stop_reach_the_sink_too(gates, background):
         host.close(timeout=HANG)
     assert [letter.event.payload for letter in sink.written] == ["queued"]
     assert sink.written[0].diagnostic.kind.value == "service_stopped"
+
+
+class Held(ServicePlugin):
+    """Its first event waits for the test's gate; the rest are quick."""
+
+    ingresses = (Ingress("in"),)
+
+    def __init__(self, gate, entered):
+        self.gate, self.entered = gate, entered
+
+    def handle_ingress(self, event, ctx):
+        if event.payload == "held":
+            self.entered.set()
+            self.gate.wait(HANG)
+        return event.payload
+
+
+def test_an_expired_event_reaches_the_sink_too():
+    import datetime as dt
+    import threading
+
+    sink = BlockedSink()
+    sink.release()
+    gate, entered = threading.Event(), threading.Event()
+    host = PluginHost(dead_letter_sink=sink)
+    try:
+        svc = host.add_service("svc", Held(gate, entered))
+        svc.start(timeout=HANG)
+        held = svc.submit(IngressEvent("in", "test", "held"))
+        assert entered.wait(HANG)
+        soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(milliseconds=50)
+        expiring = svc.submit(IngressEvent("in", "test", "late", expires_at=soon))
+        assert isinstance(expiring.exception(timeout=HANG), errors.EventExpired)
+        gate.set()
+        assert held.result(timeout=HANG) == "held"
+    finally:
+        gate.set()
+        host.close(timeout=HANG)
+    assert [letter.event.payload for letter in sink.written] == ["late"]
+    assert sink.written[0].diagnostic.kind.value == "event_expired"

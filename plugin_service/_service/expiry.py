@@ -224,7 +224,7 @@ class Expiry(Ledger):
         why = "%s passed %.3gs before it could be handed over" % (record.by, late)
         diagnostic = self._note(_K.EVENT_EXPIRED, "event expired in the queue: " + why,
                                 item._cid)
-        self._dead_letter(item.event, diagnostic)
+        self._dead_letter(item.event, diagnostic, later)
         if record.by == "expires_at" and record.expires_at is not None:
             wall = record.expires_at.astimezone(_UTC)
         else:
