@@ -383,3 +383,26 @@ def test_max_queue_age_is_checked_like_other_numbers(value):
 def test_max_queue_age_defaults_to_none_and_takes_seconds():
     assert ServiceConfig().max_queue_age is None
     assert ServiceConfig(max_queue_age=2).max_queue_age == 2
+
+
+# ------------------------------------------------------------ with a breaker
+def test_an_open_breaker_never_hands_over_an_expired_event_as_its_probe(host, recorder):
+    from plugin_service import BreakerPolicy, BreakerState
+
+    _Timers(host, drop=True)  # no expiry timer fires: the breaker's take decides
+    handle = host.add_service("guarded", recorder, ServiceConfig(
+        fail_after=None, breaker=BreakerPolicy(failures=1, open_for=2 * SOON)))
+    handle.start(timeout=HANG)
+    with pytest.raises(errors.DispatchFailed):
+        handle.submit(_event("raise")).result(HANG)  # opens the breaker
+    deadline = _in(SOON)  # passes while the breaker is open
+    late = handle.submit(_event("late", expires_at=deadline))
+    after = handle.submit(_event("after"))
+    with pytest.raises(errors.EventExpired):
+        late.result(HANG)
+    assert after.result(HANG) == "after"  # the probe, and it closed the breaker
+    assert recorder.handled == ["raise", "after"]
+    status = handle.status()
+    assert status.breaker.state is BreakerState.CLOSED
+    assert (status.counters.expired, status.counters.succeeded) == (1, 1)
+    assert_invariants(status)

@@ -32,21 +32,32 @@ def admitted_event(service: "ServiceHandle", life: int, timeout: Optional[float]
     handing events over."""
     items, breaker = service._items, service._breaker
     assert breaker is not None
-    with service._lock:
-        while service._life == life:
-            state = service._state
-            wait: Optional[float] = None
-            if items and (state is _RUNNING or (state is _STOPPING and service._drain)):
-                wait = breaker.wait()
-                if wait <= 0.0:
-                    return service._take(items, timeout)
-            elif state is not _RUNNING:
+    later = Deferred()
+    while True:
+        with service._lock:
+            while service._life == life:
+                state = service._state
+                wait: Optional[float] = None
+                if items and (state is _RUNNING or (state is _STOPPING and service._drain)):
+                    wait = breaker.wait()
+                    if wait <= 0.0:
+                        if not service._expiry_heap:
+                            return service._take(items, timeout)
+                        # As the serial loop does: expired heads never pass (not
+                        # even as the probe), and resolve before the next is taken.
+                        service._expire_head(later)
+                        if not later._calls:
+                            return service._take_expiring(items, timeout)
+                        break
+                elif state is not _RUNNING:
+                    return None
+                # Flagged as waiting either way, so a transition wakes it at once.
+                service._worker_waiting = True
+                service._not_empty.wait(wait)
+                service._worker_waiting = False
+            else:
                 return None
-            # Flagged as waiting either way, so a transition wakes it at once.
-            service._worker_waiting = True
-            service._not_empty.wait(wait)
-            service._worker_waiting = False
-    return None
+        later.run()
 
 
 class BreakerDispatcher(SerialDispatcher):
