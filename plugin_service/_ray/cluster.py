@@ -35,7 +35,7 @@ def _token_given() -> bool:
         return False
     try:
         with open(os.path.expanduser(path), encoding="utf-8") as stream:
-            return bool(stream.read(1))
+            return bool(stream.read(4096).strip())
     except OSError:
         return False
 
@@ -47,6 +47,9 @@ def prepare_auth(address: Optional[str]) -> Optional[str]:
     the authentication mode the join uses (``RAY_AUTH_MODE``'s value, or None)."""
     if address is None or address == "auto":  # Ray itself finds a local token
         return os.environ.get(AUTH_MODE)
+    ray = sys.modules.get("ray")
+    if ray is not None and getattr(ray, "is_initialized", lambda: False)():
+        return os.environ.get(AUTH_MODE)  # joined already: the backend uses that
     if os.environ.get(AUTH_MODE) is None and _token_given():
         os.environ[AUTH_MODE] = "token"
         if "ray" in sys.modules:

@@ -173,3 +173,16 @@ def test_a_join_error_says_whether_a_token_was_sent() -> None:
         assert error.address == "10.0.0.1:6379" and "Failed to connect" in str(error)
     assert "give this process its token in RAY_AUTH_TOKEN" in str(without)
     assert "is the cluster's" in str(wrong) and "give this process" not in str(wrong)
+
+
+def test_a_blank_token_file_is_no_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from plugin_service._ray.cluster import prepare_auth
+
+    blank = tmp_path / "blank-token"
+    blank.write_text("\n  \n")
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(blank))
+    monkeypatch.delitem(sys.modules, "ray", raising=False)  # as before Ray is imported
+    assert prepare_auth("127.0.0.1:1") is None  # no mode set for a blank file
+    assert "RAY_AUTH_MODE" not in __import__("os").environ
