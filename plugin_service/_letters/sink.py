@@ -142,7 +142,11 @@ class SinkDispatcher:
             stop=tenacity.stop_after_attempt(WRITE_ATTEMPTS),
             wait=tenacity.wait_exponential(multiplier=BACKOFF, max=MAX_BACKOFF),
             retry=tenacity.retry_if_exception_type(Exception),
-            before_sleep=self._retrying, sleep=self._backoff, reraise=True)
+            # A plain function of one ``retry_state``: tenacity 6.x tells the
+            # calling convention by the signature, and takes a bound method's
+            # (self, state) for the old three-argument one.
+            before_sleep=lambda retry_state: self._retrying(retry_state),
+            sleep=self._backoff, reraise=True)
         try:
             retrying(self.sink.write, letter)
             return True
