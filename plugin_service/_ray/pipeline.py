@@ -125,13 +125,10 @@ class PipelineDispatcher:
                 service._not_empty.wait(wait)
                 service._worker_waiting = False
             if not sent:
-                if not service._expiry_heap:
-                    entry = service._take(items, self._timeout)
-                else:
-                    service._expire_head(later)
-                    if later._calls:
-                        return sends
-                    entry = service._take_expiring(items, self._timeout)
+                taken = service._take_unexpired(items, self._timeout, later)
+                if taken is None:
+                    return sends  # expired heads: their futures resolve first
+                entry = taken
                 sent.append(entry)
                 sends.append(entry)
             # Ahead only while the breaker is closed: a failure sends back what

@@ -41,13 +41,11 @@ def admitted_event(service: "ServiceHandle", life: int, timeout: Optional[float]
                 if items and (state is _RUNNING or (state is _STOPPING and service._drain)):
                     wait = breaker.wait()
                     if wait <= 0.0:
-                        if not service._expiry_heap:
-                            return service._take(items, timeout)
-                        # As the serial loop does: expired heads never pass (not
-                        # even as the probe), and resolve before the next is taken.
-                        service._expire_head(later)
-                        if not later._calls:
-                            return service._take_expiring(items, timeout)
+                        # Expired heads never pass (not even as the probe), and
+                        # resolve before the next is taken.
+                        taken = service._take_unexpired(items, timeout, later)
+                        if taken is not None:
+                            return taken
                         break
                 elif state is not _RUNNING:
                     return None

@@ -234,6 +234,19 @@ class Expiry(Ledger):
             % (self.name, why), service=self.name, correlation_id=item._cid,
             deadline=wall, late=late, expired_by=record.by))
 
+    def _take_unexpired(self, items: "collections.deque[DispatchFuture]",
+                        timeout: Optional[float], later: Deferred
+                        ) -> Optional[Tuple[Any, DispatchContext]]:
+        """Under the lock, with an event to take: take it, unless expired ones
+        were at the front: those expire (their futures resolve in ``later``,
+        to run before the next take) and the answer is None."""
+        if not self._expiry_heap:
+            return self._take(items, timeout)
+        self._expire_head(later)
+        if later._calls:
+            return None
+        return self._take_expiring(items, timeout)
+
     def _take_expiring(self, items: "collections.deque[DispatchFuture]",
                        timeout: Optional[float]) -> Tuple[Any, DispatchContext]:
         """``_take`` of a head known not to be expired, with deadlines about:

@@ -62,11 +62,9 @@ class InFlight(Mailbox):
                 while self._life == life:
                     state = self._state
                     if items and (state is _RUNNING or (state is _STOPPING and self._drain)):
-                        if not self._expiry_heap:
-                            return self._take(items, timeout)
-                        self._expire_head(later)
-                        if not later._calls:
-                            return self._take_expiring(items, timeout)
+                        taken = self._take_unexpired(items, timeout, later)
+                        if taken is not None:
+                            return taken
                         break
                     if state is not _RUNNING:
                         return None
