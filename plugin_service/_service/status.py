@@ -87,8 +87,6 @@ def _has_own_status(plugin: Any) -> bool:
     return found is not None and found is not _DEFAULT_STATUS
 
 
-
-
 class Pending:
     """What a snapshot waits for once the lock is released: the plugin's
     ``status()`` call, and the handler's stack (with how long it has run)."""
@@ -175,9 +173,11 @@ def _plugin_status_call(handle: "ServiceHandle", plugin: Any) -> Optional[Status
 def finish_status(snapshot: ServiceStatus, pending: Optional[Pending],
                   deadline: Optional[float] = None) -> ServiceStatus:
     """``snapshot`` with the plugin's status and the handler's stack, once they
-    answered (by ``deadline``)."""
+    answered (by ``deadline``; default: ``PLUGIN_STATUS_BOUND`` from now, for both)."""
     if pending is None:
         return snapshot
+    if deadline is None:
+        deadline = _monotonic() + PLUGIN_STATUS_BOUND
     if pending.stack is not None:
         stack = pending.stack.wait(deadline)
         snapshot = attrs.evolve(snapshot, handler_stack=attrs.evolve(
