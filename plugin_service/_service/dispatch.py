@@ -114,7 +114,9 @@ class SerialDispatcher:
                         service._settle(future, ok, value, later)
                     future = None
                 # With deadlines about, _wait_for_event takes (expired ones first).
-                if items and not service._expiry_heap and ((state := service._state) is _RUNNING
+                # A replacement waiting (``replacing``) sends it to _wait_for_event.
+                if items and not service._expiry_heap and service._replacing is None and (
+                        (state := service._state) is _RUNNING
                         or (state is _STOPPING and service._drain)):
                     future, ctx = service._take(items, timeout)
                 elif settled:
