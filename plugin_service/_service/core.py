@@ -232,9 +232,6 @@ class ServiceCore:
         self._clean_ups: Dict[int, Diagnostic] = {}
         self._clean_ups_on_return: Dict[int, Diagnostic] = {}
         self._status_call: Optional["StatusCall"] = None  # a plugin status() running
-        self._replacing: Optional["Replacement"] = None
-        self._replacements = 0
-        self._kept = False
         # Set in a forked child only (by the host): the pid this handle was
         # inherited from. Read before any lock, which a dead thread may hold.
         self._forked_from = 0
@@ -280,7 +277,11 @@ class ServiceCore:
 
     def _init_policies(self, config: ServiceConfig) -> None:
         """The fields of the optional policies: restart backoff (``backoff``), the
-        circuit breaker (``breaker``) and event deadlines (``expiry``)."""
+        circuit breaker (``breaker``) and event deadlines (``expiry``); and of
+        replacing the plugin (``replacing``)."""
+        self._replacing: Optional["Replacement"] = None
+        self._replacements = 0
+        self._kept = False
         self._backoff = None if config.restart is None else RestartBackoff(config.restart)
         self._breaker = None if config.breaker is None else Breaker(
             config.breaker, self._breaker_changed)
