@@ -53,9 +53,10 @@ class HostReplace:
         Returns the status once the new ``start()`` returned.
 
         ``timeout`` (else the service's ``stop_timeout``) bounds the wait for the
-        old plugin to let go: past it the handler is cancelled and given
-        ``cancel_grace``; past that its event times out and the service fails.
-        The new ``start()`` is bounded like :meth:`ServiceHandle.restart`'s. A
+        old plugin to let go (its event in flight, then its ``stop()``): past it
+        the handler is cancelled (``ctx.cancelled``) and given ``cancel_grace``;
+        past that its event times out (``DispatchTimeout``) and the service
+        fails. The new ``start()`` is bounded by ``start_timeout``. A
         failure while replacing (the new ``start()`` raising or late, or the old
         plugin not letting go) leaves the service FAILED with the new plugin
         installed (the old one is not restored) and its queue kept: a

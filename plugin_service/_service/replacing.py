@@ -67,7 +67,7 @@ class Replacing(CleanUp):
                 "service %r: a replacement cannot be awaited from its own callback or "
                 "from a done-callback on the watchdog thread" % self.name,
                 service=self.name, state=self._state)
-        replacement = Replacement(session, self._start_bound(timeout))
+        replacement = Replacement(session, self._config.start_timeout)
         later = Deferred()
         with self._lock:
             state = self._state
