@@ -140,6 +140,8 @@ class ServiceStatus:
     #: Where the handler is, while it is overdue or has run ``stack_after``
     #: seconds (``ServiceConfig.stack_after``); else None.
     handler_stack: Optional[HandlerStack] = None
+    #: How many times ``PluginHost.replace_service`` installed a new plugin.
+    replacements: int = 0
 
     def to_dict(self) -> Dict[str, Any]:
         """A dict of plain JSON types that ``json.dumps`` accepts; never raises."""

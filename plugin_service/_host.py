@@ -16,6 +16,7 @@ from ._diagnostics import DeadLetter, HostStatus
 from ._discovery import DEFAULT_GROUP, LoadReport, load_entry_points
 from ._events import IngressEvent
 from ._future import DispatchFuture
+from ._host_replace import HostReplace
 from ._host_tools import HostTools
 from ._kinds import Kind, classify
 from ._letters import HostRedrive, Letters
@@ -47,7 +48,7 @@ WATCHDOG_JOIN_BOUND = 5.0
 _DEFAULT_CONFIG = ServiceConfig()  # frozen, so one instance serves every service
 
 
-class PluginHost(HostSources, HostListeners, HostTools, HostRedrive):
+class PluginHost(HostSources, HostListeners, HostTools, HostRedrive, HostReplace):
     """Owns service plugins and tool plugins, and the threads that run them.
 
     Beyond one worker thread per running service, a host starts one watchdog
@@ -95,6 +96,7 @@ class PluginHost(HostSources, HostListeners, HostTools, HostRedrive):
         self._forked = False  # set in a forked child only; read before any lock
         self._tool_closing = ToolClosing(self._pool, self._tool_cancel_grace)
         self._sources = SourceRegistry()
+        self._from_entry_points: Dict[str, Tuple[str, Any]] = {}  # reload_entry_points
         _fork.track(self)
 
     def _mark_forked(self) -> None:
@@ -236,6 +238,7 @@ class PluginHost(HostSources, HostListeners, HostTools, HostRedrive):
                 self.add_tool(name, plugin)
             else:
                 self.add_service(name, plugin, config)
+                self._from_entry_points[name] = (group, plugin)
 
         return load_entry_points(group, register)
 

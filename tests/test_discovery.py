@@ -242,3 +242,78 @@ def test_broken_entry_point_reasons_describe_the_error(loaded):
         "cannot import no_such_module_%s:thing: ModuleNotFoundError: "
         "No module named 'no_such_module_%s'" % (token, token))
     assert report.errors["bogus"].reason == "TypeError: int object is not a plugin"
+
+
+# ------------------------------------------------------------------ reload
+RELOADED = '''\
+from plugin_service import Ingress, ServicePlugin
+
+
+class ReloadedService(ServicePlugin):
+    ingresses = [Ingress("in")]
+
+    def handle_ingress(self, event, ctx):
+        return ("reloaded", event.payload)
+'''
+
+
+@pytest.fixture
+def reloadable(write_distribution, make_host, tmp_path):
+    """``(host, group, rewrite)``: ``echo`` and ``same`` services and a ``shout`` tool
+    loaded from a group and started; ``rewrite(echo=...)`` points ``echo``'s entry
+    point elsewhere (``"new"``: a class in a module of its own)."""
+    group = "ps_test_group_%s" % uuid.uuid4().hex[:12]
+    module = write_distribution(group=group, entries='''\
+        echo = {module}:LoadedService
+        same = {module}:LoadedService
+        shout = {module}:Shout
+        ''')
+    new_module = module + "_v2"
+    (tmp_path / ("%s.py" % new_module)).write_text(RELOADED)
+    host = make_host()
+    assert host.load_entry_points(group).ok
+    for name in ("echo", "same"):
+        host.service(name).start(timeout=HANG)
+
+    def rewrite(echo):
+        target = "%s:ReloadedService" % new_module if echo == "new" else echo
+        (tmp_path / "mydist-1.0.dist-info" / "entry_points.txt").write_text(
+            "[%s]\necho = %s\nsame = %s:LoadedService\nshout = %s:Shout\n"
+            % (group, target, module, module))
+
+    yield host, group, rewrite
+    sys.modules.pop(new_module, None)
+
+
+def test_reload_replaces_the_service_whose_entry_point_resolves_to_a_new_class(reloadable):
+    host, group, rewrite = reloadable
+    rewrite(echo="new")
+
+    report = host.reload_entry_points(group, timeout=HANG)
+
+    assert report.loaded == ("echo",) and report.ok
+    assert host.service("echo").submit(event("hi")).result(timeout=HANG) == ("reloaded", "hi")
+    assert host.service("same").submit(event("hi")).result(timeout=HANG) == ("loaded", "hi")
+    assert host.service("echo").status().replacements == 1
+    assert host.service("same").status().replacements == 0
+
+
+def test_a_second_reload_without_changes_replaces_nothing(reloadable):
+    host, group, rewrite = reloadable
+    rewrite(echo="new")
+    host.reload_entry_points(group, timeout=HANG)
+
+    assert host.reload_entry_points(group, timeout=HANG).loaded == ()
+    assert host.service("echo").status().replacements == 1
+
+
+def test_reload_reports_an_entry_point_that_no_longer_resolves_and_keeps_the_service(
+        reloadable):
+    host, group, rewrite = reloadable
+    rewrite(echo="no_such_module_%s:Thing" % uuid.uuid4().hex[:12])
+
+    report = host.reload_entry_points(group, timeout=HANG)
+
+    assert report.loaded == () and list(report.errors) == ["echo"]
+    assert "ModuleNotFoundError" in report.errors["echo"].reason
+    assert host.service("echo").submit(event("hi")).result(timeout=HANG) == ("loaded", "hi")

@@ -118,6 +118,8 @@ class PipelineDispatcher:
                 wait: Optional[float] = None
                 if sent:
                     break
+                if service._replacing is not None:
+                    return None  # hand over to the new plugin, what was sent answered
                 if items and dispatching:
                     if breaker is None:
                         break
@@ -140,7 +142,8 @@ class PipelineDispatcher:
             # followed it unrun, so nothing ahead runs once it opened. An event
             # with a deadline is never sent ahead: it is sent when its turn
             # comes, checked then, so it never waits in the actor.
-            if dispatching and not self._draining and self._proxy._may_send() \
+            if dispatching and not self._draining and service._replacing is None \
+                    and self._proxy._may_send() \
                     and (breaker is None or breaker.state is _CLOSED):
                 while items and len(sent) < self._window and not (
                         service._expiry_heap and deadline_of(items[0]) is not None):

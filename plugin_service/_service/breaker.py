@@ -36,6 +36,8 @@ def admitted_event(service: "ServiceHandle", life: int, timeout: Optional[float]
     while True:
         with service._lock:
             while service._life == life:
+                if service._replacing is not None:
+                    return None  # hand over to the new plugin (``replacing``)
                 state = service._state
                 wait: Optional[float] = None
                 if items and (state is _RUNNING or (state is _STOPPING and service._drain)):

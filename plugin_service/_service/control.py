@@ -32,7 +32,7 @@ from .core import (
 from .inflight import InFlight
 
 if TYPE_CHECKING:  # pragma: no cover
-    pass
+    from .replacing import Replacement
 
 
 #: Each state's value: an Enum's ``value`` is a property, slow for every transition.
@@ -88,16 +88,47 @@ class Control(InFlight):
         backoff = self._restart_backoff()  # before the transition: it reads the state
         restart = backoff is not None and self._restart_allowed(backoff.policy)
         was_running = self._state is _RUNNING
+        if self._replacing is not None:
+            self._replacement_failed(diagnostic)
         self._transition(_FAILED, diagnostic.kind.value)
         self._recall_ahead(later)
         self._fail_pending = None
         if backoff is None or not restart:
-            self._drop_queued(errors.ServiceFailed, later)
+            if not self._kept:
+                self._drop_queued(errors.ServiceFailed, later)
             if backoff is not None:
                 self._give_up(backoff.policy, later)
             return
         self._restart_timer = self._runtime.watchdog.schedule(
             _monotonic() + backoff.next_wait(was_running), self._on_restart_due, self._life)
+
+    def _replacement_failed(self, diagnostic: Diagnostic) -> None:
+        """The service fails with a replacement under way: the new plugin is the
+        service's from now on (a restart starts it; the old one is not restored),
+        and the queue is kept for it. Its caller is told (lock held)."""
+        replacement = self._replacing
+        assert replacement is not None
+        self._replacing = None
+        if not replacement.committed:
+            self._install(replacement)
+        self._kept = True
+        replacement.outcome = errors.ServiceFailed(
+            "service %r failed while its plugin was replaced: %s; its queue is kept "
+            "for the new plugin" % (self.name, diagnostic.message),
+            service=self.name, state=_FAILED)
+
+    def _install(self, replacement: "Replacement") -> None:
+        """The replacement's plugin is the service's from now on (lock held)."""
+        replacement.committed = True
+        self._session = replacement.session
+        self._replacements += 1
+
+    def _replacement_started(self, replacement: "Replacement") -> None:
+        """The new plugin's ``start()`` returned: the replacement is done."""
+        self._replacing = None
+        replacement.outcome = True
+        self._note(_K.LIFECYCLE, "plugin replaced (%d so far)" % self._replacements)
+        self._state_changed.notify_all()
 
     def _restart_backoff(self) -> Optional[RestartBackoff]:
         """The restart policy's backoff when this failure is one it may restart;
@@ -201,6 +232,7 @@ class Control(InFlight):
         self._fail_pending = None
         self._consecutive_failures = 0
         self._drain = True
+        self._kept = False  # this life takes the queue
         worker = threading.Thread(target=self._work, args=(self._life,), name=self.name,
                                   daemon=True)
         self._worker = worker
@@ -252,8 +284,8 @@ class Control(InFlight):
     def _on_start_bound(self, life: int, bound: float) -> None:
         later = Deferred()
         with self._lock:
-            if self._life == life and self._phase is _IN_START and (
-                    self._state is _STARTING or self._state is _STOPPING):
+            if self._life == life and self._phase is _IN_START and self._replacing is None \
+                    and (self._state is _STARTING or self._state is _STOPPING):
                 diagnostic = self._note(
                     _K.SERVICE_FAILED, "start() did not return within %.3gs" % bound)
                 self._fail(diagnostic, later)
@@ -278,8 +310,10 @@ class Control(InFlight):
         self._log.info("restarting automatically")
         self._begin_life(auto=True)
 
-    def _request_restart(self, timeout: Optional[float]) -> int:
-        """Begin a new life of a FAILED or STOPPED service; the life to wait for."""
+    def _request_restart(self, timeout: Optional[float],
+                         replacement: Optional["Replacement"] = None) -> int:
+        """Begin a new life of a FAILED or STOPPED service; the life to wait for.
+        With ``replacement``, its plugin is the one started (``replace_service``)."""
         waits = not self._on_runtime_thread()
         with self._lock:
             if waits and self._session.shared and self._phase is _IN_CLEANUP:
@@ -303,6 +337,10 @@ class Control(InFlight):
             self._cancel_restart_timer()
             if self._backoff is not None:
                 self._backoff.reset()  # restarted by hand: the backoff starts over
-            self._restarts += 1
+            if replacement is None:
+                self._restarts += 1
+            else:
+                self._install(replacement)
             self._begin_life(auto=False)
+            self._replacing = replacement  # its start's outcome is the replacement's
             return self._life

@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .._diagnostics import ServiceStatus
     from .._future import DispatchFuture
     from .dispatch import Dispatcher, PluginSession
+    from .replacing import Replacement
     from .status import StatusCall
 
 _K = DiagnosticKind
@@ -160,7 +161,7 @@ class ServiceCore:
     """
 
     __slots__ = (
-        # Immutable after __init__.
+        # Immutable after __init__ (``_session``: but by a replacement, lock held).
         "name", "_config", "_session", "_runtime", "_log", "_capacity",
         "_lock", "_not_empty", "_not_full", "_state_changed",
         # The mailbox: the bounded FIFO and its wake-ups.
@@ -171,6 +172,9 @@ class ServiceCore:
         "_ingresses", "_worker", "_drain", "_restart_timer", "_restart_when_idle",
         "_closing", "_clean_ups", "_clean_ups_on_return", "_status_call", "_forked_from",
         "_backoff",  # the restart policy's waits (None without a policy)
+        # A replacement of the plugin under way (``replacing``), or None; how many
+        # were made; the queue kept after one failed (no life takes it yet).
+        "_replacing", "_replacements", "_kept",
         "_breaker",  # ServiceConfig.breaker's state machine (None without one)
         # The event in flight and its timer.
         "_current", "_current_event", "_current_ctx", "_deadline",
@@ -273,7 +277,11 @@ class ServiceCore:
 
     def _init_policies(self, config: ServiceConfig) -> None:
         """The fields of the optional policies: restart backoff (``backoff``), the
-        circuit breaker (``breaker``) and event deadlines (``expiry``)."""
+        circuit breaker (``breaker``) and event deadlines (``expiry``); and of
+        replacing the plugin (``replacing``)."""
+        self._replacing: Optional["Replacement"] = None
+        self._replacements = 0
+        self._kept = False
         self._backoff = None if config.restart is None else RestartBackoff(config.restart)
         self._breaker = None if config.breaker is None else Breaker(
             config.breaker, self._breaker_changed)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
-from .._context import DispatchContext
 from .._stacks import Ready, StackAnswer, stack_of
 from .core import _RUNNING, _STOPPING, Deferred, _monotonic
 from .ledger import Failure, _is_instance
@@ -89,8 +88,7 @@ class SerialDispatcher:
         timeout, retry = service._config.dispatch_timeout, service._config.retry
         # ServiceConfig.latency_histograms; and whether _started is wanted (core)
         timed, stamped = service._timed, service._stamped
-        future: Any = None  # a DispatchFuture, or a posted event (_Posted)
-        ctx = DispatchContext(None)
+        future: Any = None  # a DispatchFuture, or a posted event (_Posted); ctx with it
         ok = True
         value: Any = None
         later = Deferred()  # one for the life: settling an event allocates none
@@ -114,7 +112,9 @@ class SerialDispatcher:
                         service._settle(future, ok, value, later)
                     future = None
                 # With deadlines about, _wait_for_event takes (expired ones first).
-                if items and not service._expiry_heap and ((state := service._state) is _RUNNING
+                # A replacement waiting (``replacing``) sends it to _wait_for_event.
+                if items and not service._expiry_heap and service._replacing is None and (
+                        (state := service._state) is _RUNNING
                         or (state is _STOPPING and service._drain)):
                     future, ctx = service._take(items, timeout)
                 elif settled:

@@ -5,7 +5,8 @@ under the one lock): ``ledger`` (counters, diagnostics, snapshot) < ``expiry``
 (event deadlines) < ``mailbox``
 (``submit`` and the bounded FIFO) < ``inflight`` (the event being handled and
 its timer) < ``control`` (lives, transitions, failures, restarts) < ``stopping``
-< ``cleanup`` < ``worker`` (start -> dispatcher -> stop on the worker thread).
+< ``cleanup`` < ``replacing`` (a new plugin under a running service) < ``worker``
+(start -> dispatcher -> stop on the worker thread).
 Each part builds on the ones before it.
 
 The host drives lifecycles in two phases, so that many services start or stop

@@ -60,6 +60,8 @@ class InFlight(Mailbox):
         while True:
             with self._lock:
                 while self._life == life:
+                    if self._replacing is not None:
+                        return None  # hand over to the new plugin (``replacing``)
                     state = self._state
                     if items and (state is _RUNNING or (state is _STOPPING and self._drain)):
                         taken = self._take_unexpired(items, timeout, later)

@@ -183,6 +183,7 @@ class Ledger(ServiceCore):
             diagnostics=tuple(self._diagnostics),
             plugin_status=None,
             restarts=self._restarts,
+            replacements=self._replacements,
             restart_backoff=None if self._backoff is None else self._backoff.wait,
             breaker=None if self._breaker is None else self._breaker.status(),
             rejections=dict(self._rejections),

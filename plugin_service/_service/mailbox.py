@@ -351,7 +351,8 @@ class Mailbox(Expiry):
             self._not_full.notify_all()
         state = self._state
         if state is _FAILED:
-            if self._restart_timer is None and not self._restart_when_idle:
+            if self._restart_timer is None and not self._restart_when_idle \
+                    and not self._kept:
                 self._drop_queued(errors.ServiceFailed, later)
         elif state is _STOPPED or (state is _STOPPING and not self._drain):
             self._drop_queued(errors.ServiceStopped, later)

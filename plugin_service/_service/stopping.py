@@ -34,26 +34,41 @@ class Stopping(Control):
         """Begin a stop; the life to wait for (0: nothing to wait for)."""
         later = Deferred()
         with self._lock:
-            state = self._state
-            if state is _STOPPED or state is _FAILED:
-                return 0
-            if state is _READY:
-                self._transition(_STOPPED)
-                return 0
-            if state is not _STOPPING:
-                self._transition(_STOPPING)
-                self._drain = drain
-            elif not drain:
-                self._drain = False
-            if not self._drain:
-                self._drop_queued(errors.ServiceStopped, later)
-                self._recall_ahead(later)
-            life = self._life
-            bound = timeout if timeout is not None else self._config.stop_timeout
-            if bound is not None:
-                self._runtime.watchdog.schedule(_monotonic() + bound, self._on_stop_bound,
-                                                life, bound)
+            life = self._begin_stop(drain, timeout, later)
         later.run()
+        return life
+
+    def _begin_stop(self, drain: bool, timeout: Optional[float], later: Deferred) -> int:
+        """``_request_stop`` under the lock."""
+        state = self._state
+        if state is _FAILED and self._kept:  # kept for a replacement: no more
+            self._kept = False
+            self._drop_queued(errors.ServiceFailed, later)
+        if state is _STOPPED or state is _FAILED:
+            return 0
+        if state is _READY:
+            self._transition(_STOPPED)
+            return 0
+        replacement = self._replacing
+        if replacement is not None and not replacement.committed:
+            # The stop wins: the old plugin drains and stops as usual.
+            self._replacing = None
+            replacement.outcome = errors.ServiceStopped(
+                "service %r was stopped before its plugin was replaced" % self.name,
+                service=self.name, state=_STOPPING)
+        if state is not _STOPPING:
+            self._transition(_STOPPING)
+            self._drain = drain
+        elif not drain:
+            self._drain = False
+        if not self._drain:
+            self._drop_queued(errors.ServiceStopped, later)
+            self._recall_ahead(later)
+        life = self._life
+        bound = timeout if timeout is not None else self._config.stop_timeout
+        if bound is not None:
+            self._runtime.watchdog.schedule(_monotonic() + bound, self._on_stop_bound,
+                                            life, bound)
         return life
 
     def _await_stopped(self, life: int, deadline: Optional[float] = None) -> ServiceStatus:

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Optional, Tuple, cast
 from .. import errors
 from .._guarded import describe, failure_log
 from .._logs import log_traceback
-from .cleanup import CleanUp
 from .core import (
     _FAILED,
     _IDLE,
@@ -24,14 +23,15 @@ from .core import (
     _STOPPED,
     _STOPPING,
     Deferred,
-    )
+)
+from .replacing import Replacing
 
 if TYPE_CHECKING:  # pragma: no cover
     from .dispatch import Dispatcher
     from .handle import ServiceHandle
 
 
-class Worker(CleanUp):
+class Worker(Replacing):
     """What runs on the worker thread, around the dispatcher."""
 
     __slots__ = ()
@@ -45,6 +45,8 @@ class Worker(CleanUp):
             if started is not None:
                 plugin, dispatcher = started
                 dispatcher.run(life)
+                if self._hand_over(life, plugin):
+                    return  # a fresh worker serves this life with the new plugin
                 self._stop_plugin(life, plugin)
         except BaseException as exc:  # a bug of ours: fail loudly, never strand events
             self._worker_crashed(life, exc)
@@ -65,7 +67,8 @@ class Worker(CleanUp):
             with self._lock:
                 if self._life == life and self._phase is _IN_START:
                     diagnostic = self._note(_K.SERVICE_FAILED, "start() raised %s" % text)
-                    if self._state is _STARTING or self._state is _STOPPING:
+                    if self._state is _STARTING or self._state is _STOPPING \
+                            or self._replacing is not None:  # or RUNNING, replaced
                         self._fail(diagnostic, later)
                     self._phase = _IDLE
             later.run()
@@ -74,13 +77,18 @@ class Worker(CleanUp):
         dispatcher = self._session.dispatcher(cast("ServiceHandle", self), plugin)
         with self._lock:
             if self._life == life and self._phase is _IN_START:
-                if self._state is _STARTING:
+                replacement = self._replacing
+                if replacement is not None:  # a new plugin: RUNNING (or STARTING) all along
+                    self._replacement_started(replacement)
+                if self._state is _STARTING or (
+                        replacement is not None and self._state is _RUNNING):
                     self._phase = _IDLE
                     self._plugin = plugin
                     self._dispatcher = dispatcher
                     self._ingresses = ingresses
                     self._failure = None
-                    self._transition(_RUNNING)
+                    if self._state is _STARTING:
+                        self._transition(_RUNNING)
                     if self._backoff is not None:
                         self._backoff.running()  # for RestartPolicy.reset_after
                     return plugin, dispatcher

@@ -131,7 +131,8 @@ class OpScripted(ServicePlugin):
     """Does what each event's payload ``(op, arg)`` says:
 
     * ``echo``: returns arg; ``event``: returns the event it got; ``count``: how many
-      events this instance has handled; ``pid``: ``os.getpid()``; ``thread``: the
+      events this instance has handled; ``pid``: ``os.getpid()``; ``whoami``:
+      ``(its class's name, os.getpid(), arg)``; ``thread``: the
       name of the thread it runs on; ``ctx``: what its context says (see
       :meth:`_context`); ``report``: the ``ctx.cancelled`` each blocking handler
       saw as it returned, oldest first.
@@ -165,6 +166,8 @@ class OpScripted(ServicePlugin):
             return self.handled
         if op == "pid":
             return os.getpid()
+        if op == "whoami":
+            return type(self).__name__, os.getpid(), arg
         if op == "thread":
             return threading.current_thread().name
         if op == "ctx":
@@ -223,6 +226,10 @@ class OpScripted(ServicePlugin):
 
 
 _BLOCKING = frozenset({"wait", "block", "sleep", "gate"})
+
+
+class Renamed(OpScripted):
+    """``OpScripted`` under another name: what replaces it (``whoami`` tells)."""
 
 
 class ExitOnStart(OpScripted):
