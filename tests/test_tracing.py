@@ -175,6 +175,21 @@ def test_a_queued_event_waits_in_its_span(
     assert len(waited) == 1
 
 
+def test_an_event_expired_in_the_queue_gets_an_expired_span(
+        traced: PluginHost, exporter: _Exporter, gates: Any) -> None:
+    gate = gates.new()
+    plugin = Blocking(gate)
+    _start(traced, "words", plugin, max_queue_age=0.01)
+    first = traced.submit("words", event("a"))
+    plugin.entered()
+    late = traced.submit("words", event("b"))
+    assert late.exception(HANG) is not None  # EventExpired, while the first is held
+    gate.set()
+    first.result(HANG)
+    outcomes = sorted(s.attributes["plugin_service.outcome"] for s in exporter.wait_for(2))
+    assert outcomes == ["expired", "succeeded"]
+
+
 def test_retries_are_attempt_events_on_the_one_span(
         traced: PluginHost, exporter: _Exporter) -> None:
     class FailsTwice(Echo):
