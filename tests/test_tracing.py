@@ -2,6 +2,7 @@
 per tool call, checked with the OpenTelemetry SDK's in-memory exporter."""
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any, List
 
@@ -330,3 +331,9 @@ def test_tracing_true_uses_the_global_provider_and_never_sets_it(make_host: Any)
 def test_tracing_refuses_what_is_no_tracer_provider() -> None:
     with pytest.raises(TypeError, match="TracerProvider"):
         PluginHost(tracing="yes")
+
+
+def test_tracing_without_opentelemetry_installed_names_the_extra(monkeypatch: Any) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # as if not installed
+    with pytest.raises(ModuleNotFoundError, match=r"plugin_service\[otel\]"):
+        PluginHost(tracing=True)
