@@ -38,8 +38,11 @@ _SOURCE = "benchmarks.tracing"
 
 
 def _noop_provider() -> Any:
-    from opentelemetry.trace import NoOpTracerProvider
-    return NoOpTracerProvider()
+    from opentelemetry import trace
+    # NoOpTracerProvider in later releases; the otel extra's minimum (1.0.0)
+    # has it as _DefaultTracerProvider.
+    made = getattr(trace, "NoOpTracerProvider", None) or trace._DefaultTracerProvider
+    return made()
 
 
 def _sdk_provider() -> Any:

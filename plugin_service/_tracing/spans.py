@@ -109,11 +109,13 @@ class SpanSource:
     def end(self, span: Any, record: "Traced", error: Optional[BaseException],
             outcome: Optional[str]) -> None:
         now = _time_ns()
-        span.set_attribute(OUTCOME, outcome or outcome_of(error))
         taken = record._otel_taken
-        if taken:
-            span.set_attribute(QUEUE_WAIT, (taken - record._otel_t0) / 1e9)
-            span.set_attribute(HANDLER_TIME, (now - taken) / 1e9)
+        if taken:  # one call: the SDK takes the span's lock for each
+            span.set_attributes({OUTCOME: outcome or outcome_of(error),
+                                 QUEUE_WAIT: (taken - record._otel_t0) / 1e9,
+                                 HANDLER_TIME: (now - taken) / 1e9})
+        else:
+            span.set_attribute(OUTCOME, outcome or outcome_of(error))
         if error is not None:
             span.set_status(self.tracing.error_status(describe(error, 256)))
         span.end(end_time=now)
