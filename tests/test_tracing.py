@@ -168,12 +168,13 @@ def test_a_queued_event_waits_in_its_span(
     _start(traced, "words", plugin)
     traced.submit("words", event("a"))
     plugin.entered()
-    second = traced.submit("words", event("b"))
-    threading.Timer(0.05, gate.set).start()
+    second = traced.submit("words", event("b", correlation_id="second"))
+    threading.Timer(0.05, gate.set).start()  # it waits behind "a" at least this long
     second.result(HANG)
-    spans = exporter.wait_for(2)
-    waited = [s for s in spans if s.attributes["plugin_service.queue_wait_s"] >= 0.04]
-    assert len(waited) == 1
+    (span,) = [s for s in exporter.wait_for(2)
+               if s.attributes["plugin_service.correlation_id"] == "second"]
+    assert span.attributes["plugin_service.queue_wait_s"] >= 0.05
+    assert span.attributes["plugin_service.handler_time_s"] >= 0
 
 
 def test_an_event_expired_in_the_queue_gets_an_expired_span(
@@ -217,7 +218,7 @@ def test_a_posted_event_gets_its_span_when_its_outcome_is_recorded(
 
 
 def test_events_dropped_at_stop_and_cancelled_ones_get_dropped_spans(
-        traced: PluginHost, exporter: _Exporter, gates: Any) -> None:
+        traced: PluginHost, exporter: _Exporter, gates: Any, background: Any) -> None:
     gate = gates.new()
     plugin = Blocking(gate)
     handle = _start(traced, "words", plugin)
@@ -226,8 +227,10 @@ def test_events_dropped_at_stop_and_cancelled_ones_get_dropped_spans(
     cancelled = traced.submit("words", event("b"))
     dropped = traced.submit("words", event("c"))
     assert cancelled.cancel()
-    threading.Timer(0.05, gate.set).start()
-    handle.stop(drain=False, timeout=HANG)
+    stopping = background(handle.stop, drain=False, timeout=HANG)
+    assert handle.wait_for("stopping", HANG)  # "c" is dropped, "a" still held
+    gate.set()
+    stopping.result(HANG)
     assert dropped.exception(HANG) is not None
     outcomes = sorted(s.attributes["plugin_service.outcome"] for s in exporter.wait_for(3))
     assert outcomes == ["dropped", "dropped", "succeeded"]
