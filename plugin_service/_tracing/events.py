@@ -14,7 +14,7 @@ from .._future import _DONE, DispatchFuture
 from .._service.mailbox import _Posted
 from .spans import ATTEMPT, SpanSource, Traced, Tracing, _time_ns, attempt_of
 
-__all__ = ["TracedFuture", "TracedPosted", "instrument_service"]
+__all__ = ["TracedFuture", "TracedPosted", "instrument_service", "traced_session"]
 
 
 class TracedFuture(Traced, DispatchFuture):
@@ -126,14 +126,21 @@ class TracedThreadSession(ThreadSession):
         return super().dispatcher(service, _TracedPlugin(plugin, service, self._tracing))
 
 
+def traced_session(session: Any, tracing: Tracing) -> Any:
+    """``session`` whose handlers run in their events' spans: a thread session's
+    (a Ray actor's handler runs in its own process: that session is kept)."""
+    if type(session) is ThreadSession:
+        return TracedThreadSession(session, tracing)
+    return session
+
+
 def instrument_service(handle: Any, tracing: Tracing) -> None:
     """Trace every event of ``handle`` from now on (before it can take any)."""
     source = SpanSource(tracing, "event %s" % handle.name, "plugin_service.service",
                         handle.name)
     own = handle.__dict__
     own["_otel"] = source
-    if type(handle._session) is ThreadSession:  # a Ray actor's handler runs elsewhere
-        handle._session = TracedThreadSession(handle._session, tracing)
+    handle._session = traced_session(handle._session, tracing)
     enqueue, enqueue_many, admit = handle._enqueue, handle._enqueue_many, handle._admit
 
     def _enqueue(event: Any, make: Any, block: bool, timeout: Optional[float]) -> Any:
