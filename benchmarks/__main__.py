@@ -15,6 +15,7 @@ from . import (
     scale,
     timeouts,
     tools,
+    tracing,
     websocket,
 )
 from ._cli import Builder, main
@@ -42,7 +43,16 @@ WEBSOCKETS_MISSING = ("websockets is not importable: the websocket scenarios are
 if importlib.util.find_spec("websockets") is not None:
     SCENARIOS += [websocket.build, websocket.build_latency]
 
+#: Tracing's cost runs when OpenTelemetry's SDK (the ``otel`` extra) is installed.
+OTEL_MISSING = ("opentelemetry.sdk is not importable: the tracing scenario is skipped "
+                "(pip install '.[otel]')")
+if importlib.util.find_spec("opentelemetry") is not None \
+        and importlib.util.find_spec("opentelemetry.sdk") is not None:
+    SCENARIOS.append(tracing.build)
+
 if __name__ == "__main__":
+    if tracing.build not in SCENARIOS:
+        print(OTEL_MISSING, file=sys.stderr)
     if ray_backend.build not in SCENARIOS:
         print(RAY_MISSING, file=sys.stderr)
     if websocket.build not in SCENARIOS:

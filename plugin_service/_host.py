@@ -30,6 +30,8 @@ from ._sources import SourceRegistry
 from ._sources.host import HostSources
 from ._tool_closing import ToolClosing
 from ._tools import Tool, check_grace
+from ._tracing import tracing_for
+from ._tracing.events import instrument_service
 from ._typevars import ResultT
 from ._watchdog import Watchdog
 
@@ -67,13 +69,20 @@ class PluginHost(HostSources, HostListeners, HostTools, HostRedrive, HostReplace
     belongs to the process that created it: in a forked child every call raises
     ``HostForked``, :meth:`status` says so and :meth:`close` does nothing (see
     ``plugin_service.integrations.gunicorn``).
+
+    ``tracing`` (the ``otel`` extra): True gives every event and tool call an
+    OpenTelemetry span from the global tracer provider, a ``TracerProvider``
+    from that one; False (the default) traces nothing and costs nothing. The
+    host never sets the global provider (README: Tracing). ``TypeError`` for
+    another value, ``ModuleNotFoundError`` without OpenTelemetry installed.
     """
 
     def __init__(self, *, tool_workers: int = 4, dead_letter_limit: int = 1000,
                  backend: Any = None, tool_cancel_grace: Optional[float] = 5.0,
                  dead_letter_sink: Any = None,
-                 dead_letter_sink_backlog: int = _SINK_BACKLOG) -> None:
+                 dead_letter_sink_backlog: int = _SINK_BACKLOG, tracing: Any = False) -> None:
         positive_int("tool_workers", tool_workers)
+        self._tracing = tracing_for(tracing)
         self._tool_cancel_grace = check_grace(tool_cancel_grace)
         self._lock = threading.Lock()
         self._services: Dict[str, ServiceHandle[Any]] = {}
@@ -146,6 +155,8 @@ class PluginHost(HostSources, HostListeners, HostTools, HostRedrive, HostReplace
             if name in self._services:
                 raise ValueError("a service named %r is already registered" % name)
             handle = ServiceHandle(name, session, config, self._runtime)
+            if self._tracing is not None:  # bound once: untraced services pay nothing
+                instrument_service(handle, self._tracing)
             self._services[name] = handle
         return handle
 

@@ -12,9 +12,11 @@ from ._kinds import classify
 from ._plugin import ToolPlugin
 from ._pool import ToolPool
 from ._tools import Tool
+from ._tracing.tools import TracedTool
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._backend import Backend
+    from ._tracing import Tracing
     from ._watchdog import Watchdog
 
 __all__ = ["HostTools"]
@@ -32,6 +34,7 @@ class HostTools:
         _backend: Backend
         _forked: bool
         _closed: bool
+        _tracing: Optional[Tracing]
 
         def _forked_error(self) -> errors.HostForked: ...
 
@@ -59,8 +62,12 @@ class HostTools:
         _, fn = classify(tool, "tool")
         if remote:
             fn = self._backend.remote_tool(fn)
-        entry = Tool(name, fn, timeout, max_concurrency, self._pool, self._watchdog,
-                     breaker)
+        if self._tracing is None:
+            entry = Tool(name, fn, timeout, max_concurrency, self._pool, self._watchdog,
+                         breaker)
+        else:
+            entry = TracedTool(name, fn, timeout, max_concurrency, self._pool,
+                               self._watchdog, breaker, tracing=self._tracing)
         with self._lock:
             if self._closed:
                 raise errors.HostClosed("host is closed; cannot add tool %r" % name)

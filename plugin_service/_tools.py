@@ -65,7 +65,7 @@ class _Call:
     def __init__(self, tool: "Tool", request: Any, deadline: Optional[float],
                  timeout: Optional[float], admitted: float) -> None:
         self.tool = tool
-        self.future = ToolFuture(self)
+        self.future = tool._future_type(self)
         self.ctx = ToolContext(request, deadline)
         self.request = request
         self.decided = False
@@ -83,6 +83,9 @@ class _Call:
 
 class Tool:
     """One registered tool: its callable, bulkhead, counters and last error."""
+
+    #: What a call's future is (a traced host's ``TracedTool`` makes traced ones).
+    _future_type = ToolFuture
 
     def __init__(self, name: str, fn: Callable[[Any, ToolContext], Any],
                  timeout: Optional[float], max_concurrency: Optional[int],

@@ -1,9 +1,10 @@
 """The ``bench`` extra at work: the pykka baselines and the plot (issue 17).
 
-The benchmarks themselves never run in the test suite; these drive the two places
-that use the extra's packages, with tiny counts, so that CI's minimum-versions job
+The benchmarks themselves never run in the test suite; these drive the places
+that use the extras' packages, with tiny counts, so that CI's minimum-versions job
 (which installs ``bench`` at its declared minimums) proves ``pykka`` and
-``matplotlib`` lower bounds. Without the extra they are skipped.
+``matplotlib`` lower bounds (and ``otel``'s, for the tracing scenario). Without the
+extra they are skipped.
 """
 from pathlib import Path
 
@@ -36,3 +37,12 @@ def test_the_plot_is_written_as_a_png(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main([_standin], ["--plot", str(path)]) == 0
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "wrote %s" % path in capsys.readouterr().err
+
+
+def test_the_tracing_benchmark_drives_each_provider_it_measures() -> None:
+    pytest.importorskip("opentelemetry.sdk.trace")
+    from benchmarks import tracing
+
+    # Each checks that every round trip succeeded (BenchmarkError otherwise).
+    for provider in (None, tracing._noop_provider, tracing._sdk_provider):
+        assert tracing._round_trips(20, provider)["p50_us"] > 0

@@ -126,7 +126,7 @@ def test_installed_metadata_names_the_author_and_the_project_urls() -> None:
 # ------------------------------------------------------------- lower bounds
 def test_every_dependency_and_extra_declares_a_lower_bound() -> None:
     declared = _declared()
-    assert set(declared) == {"", "test", "metrics", "bench", "lint", "ray", "websocket"}
+    assert set(declared) == {"", "test", "metrics", "bench", "lint", "ray", "websocket", "otel"}
     for group, requirements in declared.items():
         assert requirements, group
         for requirement in requirements:
