@@ -26,12 +26,13 @@ from ._listeners import HostListeners, Listeners
 from ._plugin import ServicePluginLike
 from ._pool import ToolPool
 from ._service import PLUGIN_STATUS_BOUND, Runtime, ServiceHandle
+from ._service.dispatch import PluginSession
 from ._sources import SourceRegistry
 from ._sources.host import HostSources
 from ._tool_closing import ToolClosing
 from ._tools import Tool, check_grace
 from ._tracing import tracing_for
-from ._tracing.events import instrument_service
+from ._tracing.events import instrument_service, traced_session
 from ._typevars import ResultT
 from ._watchdog import Watchdog
 
@@ -148,7 +149,7 @@ class PluginHost(HostSources, HostListeners, HostTools, HostRedrive, HostReplace
         elif not isinstance(config, ServiceConfig):
             raise TypeError("config must be a ServiceConfig, got %r" % (config,))
         plugin, factory = _plugin_and_factory(plugin_or_factory)
-        session = self._backend.session(name, plugin, factory, config, self._watchdog)
+        session = self._session(name, plugin, factory, config)
         with self._lock:
             if self._closed:
                 raise errors.HostClosed("host is closed; cannot add service %r" % name)
@@ -159,6 +160,13 @@ class PluginHost(HostSources, HostListeners, HostTools, HostRedrive, HostReplace
                 instrument_service(handle, self._tracing)
             self._services[name] = handle
         return handle
+
+    def _session(self, name: str, plugin: Any, factory: Any,
+                 config: ServiceConfig) -> PluginSession:
+        """The backend's session for one service's plugin; on a traced host, one
+        whose handlers run in their events' spans (add and replace alike)."""
+        session = self._backend.session(name, plugin, factory, config, self._watchdog)
+        return session if self._tracing is None else traced_session(session, self._tracing)
 
     def service(self, name: str) -> ServiceHandle[Any]:
         """The handle of service ``name``; raises ``ServiceNotFound`` (``HostForked``

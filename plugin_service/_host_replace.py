@@ -18,6 +18,7 @@ from ._typevars import ResultT
 if TYPE_CHECKING:  # pragma: no cover
     from ._backend import Backend
     from ._service import ServiceHandle
+    from ._service.dispatch import PluginSession
     from ._watchdog import Watchdog
 
 __all__ = ["HostReplace"]
@@ -37,6 +38,9 @@ class HostReplace:
         def _forked_error(self) -> errors.HostForked: ...
 
         def service(self, name: str) -> ServiceHandle[Any]: ...
+
+        def _session(self, name: str, plugin: Any, factory: Any,
+                     config: Any) -> PluginSession: ...
 
     def replace_service(self, name: str,
                         plugin_or_factory: Union[ServicePluginLike[ResultT],
@@ -80,7 +84,7 @@ class HostReplace:
                                     service=name)
         kind, value = classify(plugin_or_factory, "service")
         plugin, factory = (value, None) if kind is Kind.SERVICE_INSTANCE else (None, value)
-        session = self._backend.session(name, plugin, factory, handle.config, self._watchdog)
+        session = self._session(name, plugin, factory, handle.config)
         return handle._replace(session, timeout)
 
     def reload_entry_points(self, group: str = DEFAULT_GROUP, *,

@@ -340,3 +340,19 @@ def test_tracing_without_opentelemetry_installed_names_the_extra(monkeypatch: An
     monkeypatch.setitem(sys.modules, "opentelemetry", None)  # as if not installed
     with pytest.raises(ModuleNotFoundError, match=r"plugin_service\[otel\]"):
         PluginHost(tracing=True)
+
+
+def test_a_replaced_plugins_handler_still_runs_in_its_event_span(
+        traced: PluginHost, exporter: _Exporter, provider: TracerProvider) -> None:
+    tracer = provider.get_tracer("plugin")
+
+    class Traces(Echo):
+        def behave(self, event: Any, ctx: Any) -> Any:
+            with tracer.start_as_current_span("inside new"):
+                return event.payload
+
+    _start(traced, "words", Echo())
+    traced.replace_service("words", Traces(), timeout=HANG)
+    traced.submit("words", event("x")).result(HANG)
+    spans = {span.name: span for span in exporter.wait_for(2)}
+    assert spans["inside new"].parent.span_id == spans["event words"].context.span_id

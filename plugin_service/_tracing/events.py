@@ -140,7 +140,6 @@ def instrument_service(handle: Any, tracing: Tracing) -> None:
                         handle.name)
     own = handle.__dict__
     own["_otel"] = source
-    handle._session = traced_session(handle._session, tracing)
     enqueue, enqueue_many, admit = handle._enqueue, handle._enqueue_many, handle._admit
 
     def _enqueue(event: Any, make: Any, block: bool, timeout: Optional[float]) -> Any:
