@@ -126,6 +126,7 @@ def test_a_steady_stream_from_several_threads_is_never_refused_and_handled_once_
     running = [background(submit, who) for who in range(submitters)]
     phase.wait()
     phase.wait()  # phase 1 submitted
+    futures[0][0].result(timeout=HANG)  # the old plugin has handled one at least
     replaced = background(host.replace_service, "svc", New("new", journal), timeout=HANG)
     assert old.stopping.wait(HANG)
     phase.wait()
