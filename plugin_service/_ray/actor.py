@@ -4,9 +4,10 @@ from __future__ import annotations
 import datetime as _dt
 import threading
 import time
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from .._context import DispatchContext
+from .batch import POLL_S, Outcome, Outcomes, portable, unpack_event
 from .progress import Marker
 
 _monotonic = time.monotonic
@@ -28,10 +29,12 @@ class _PluginActor:
     concurrency group of one thread, so Ray runs them one at a time in the order
     the host sent them (``max_concurrency=1`` keeps Ray's in-order execution).
     ``cancel`` and ``status`` have a group of their own, answered while a handler
-    runs. The host sends events ahead, each with its sequence number and batch;
-    when one ends unclean (it raised, was cancelled, or returned past its
-    deadline) its batch is closed: the rest of that batch is skipped, unrun, and
-    the host decides what comes next, as it would with one event at a time.
+    runs, and ``outcomes`` another (see ``batch.py``). The host sends events
+    ahead, one per ``handle`` call or many per ``handle_many`` call, each with its
+    sequence number and batch; when one ends unclean (it raised, was cancelled,
+    or returned past its deadline) its batch is closed: the rest of that batch is
+    skipped, unrun, and the host decides what comes next, as it would with one
+    event at a time.
     """
 
     def __init__(self, target: Any, is_factory: bool) -> None:
@@ -43,6 +46,7 @@ class _PluginActor:
         self._ctx: Optional[DispatchContext] = None
         self._ctx_seq = -1
         self._marker: Optional[Marker] = None
+        self._outcomes = Outcomes()
 
     def start(self, where: Any = None) -> Tuple[list, bool]:  # type: ignore[type-arg]
         """Build and start the plugin; ``(its ingresses, whether this actor marks
@@ -60,9 +64,47 @@ class _PluginActor:
         cancelled or a late handler closes the batch: the host learns that outcome
         (and decides on a retry, ``fail_after``...) before anything later runs."""
         seq, batch, event, timeout = call
+        return self._run(seq, batch, event, timeout, False)
+
+    def handle_many(self, call: Tuple[int, Optional[float], List[Tuple[int, bytes]]]
+                    ) -> List[Outcome]:
+        """Events of one batch, pickled one by one, run in order as ``handle``
+        runs each; every one's outcome goes to ``outcomes`` as it ends, and the
+        list of them is the reply. ``SystemExit`` ends the process, as in
+        ``handle``."""
+        batch, timeout, items = call
+        outcomes = self._outcomes
+        done = outcomes.begin()
+        for seq, blob in items:
+            try:
+                ran, value, clean = self._run(seq, batch, blob, timeout, True)
+                outcome = portable(seq, ran, value, clean, False)
+            except SystemExit:
+                raise
+            except BaseException as exc:  # the handler's failure: this event's outcome
+                outcome = portable(seq, True, exc, False, True)
+            outcomes.add(done, outcome)
+        return done
+
+    def outcomes(self, after: int) -> List[Outcome]:
+        """The running batch's outcomes of events past ``after``, once there is
+        one; [] after ``POLL_S`` seconds (the host asks again if it waits)."""
+        return self._outcomes.after(after, POLL_S)
+
+    def _run(self, seq: int, batch: int, event: Any, timeout: Optional[float],
+             pickled: bool) -> Any:
+        unpacked: Optional[BaseException] = None
+        if pickled:
+            try:
+                event = unpack_event(event)
+            except BaseException as exc:  # this event's outcome, unless skipped
+                unpacked = exc
         with self._lock:
             if batch <= self._closed:
                 return _SKIPPED
+            if unpacked is not None:
+                self._closed = batch
+                raise unpacked
             deadline = None if timeout is None else _monotonic() + timeout
             ctx = self._ctx = DispatchContext(event, _earlier(deadline, event))
             self._ctx_seq = seq
@@ -121,3 +163,4 @@ class _PluginActor:
 
 _SKIPPED = (False, None, False)
 _CONTROL = "control"  # the concurrency group of cancel and status
+_OUTCOMES = "outcomes"  # the concurrency group of outcomes

@@ -9,7 +9,11 @@ side skips everything sent after it; those come back unrun and go to the front
 of the queue, so the host knows that outcome (and decides a retry,
 ``fail_after``...) before anything later runs, as with one event at a time.
 
-The proxy's side of it: ``_send(future, ctx, timeout)``, ``_receive()`` (the
+Whatever one ``_fill`` takes goes in one Ray call (up to ``batch.CALL_MAX``), and
+each event's outcome comes back as it ends (``batch.py``): one call's fixed cost
+for many events.
+
+The proxy's side of it: ``_send_many(sends, timeout)``, ``_receive()`` (the
 oldest reply: ``(ran, value, clean)`` or the handler's exception),
 ``_may_send()`` (False while replies of a closed batch are outstanding) and
 ``_recall()`` (skip what was sent: a stop without drain).
@@ -155,12 +159,9 @@ class PipelineDispatcher:
                 service._started = _monotonic()
             if timeout is not None:
                 service._start_deadline(head, head_ctx, timeout)
-        count = 0
-        for future, ctx in sends:
-            if count and not service._dispatching():  # stopped or failed meanwhile
-                break
-            proxy._send(future, ctx, timeout)
-            count += 1
+        # The first always goes; the rest unless it stopped or failed meanwhile.
+        count = len(sends) if service._dispatching() else 1
+        proxy._send_many(sends[:count], timeout)
         unsent = [future for future, _ctx in sends[count:]]
         for _future in unsent:
             sent.pop()  # the newest entries of ``sent``
