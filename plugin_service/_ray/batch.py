@@ -23,11 +23,15 @@ import threading
 import time
 from typing import Any, List, Optional, Sequence, Tuple
 
-__all__ = ["CALL_MAX", "POLL_S", "Outcomes", "pack_events", "unpack_event",
+__all__ = ["CALL_MAX", "POLL_S", "SPACING_S", "Outcomes", "pack_events", "unpack_event",
            "portable", "answer_of"]
 
 CALL_MAX = 256  # events per call: bounds a call's size and an outcomes answer
 POLL_S = 1.0  # an ``outcomes`` call waits at most this long, then answers []
+# Answers of ``outcomes`` at most this often: each answer costs the actor's process
+# a Ray reply (about 0.1-0.3 ms, under the GIL the handler needs), so events that
+# end faster share one; an event's end is learned at most this much later.
+SPACING_S = 0.002
 
 _PLAIN = frozenset({type(None), bool, int, float, str, bytes})
 _VALUE, _PICKLED, _ERROR, _LOST = 0, 1, 2, 3  # how an outcome carries its value
@@ -98,11 +102,12 @@ class Outcomes:
     thread that answers the host's ``outcomes`` calls.
     """
 
-    __slots__ = ("_ready", "_done")
+    __slots__ = ("_ready", "_done", "_answered")
 
     def __init__(self) -> None:
         self._ready = threading.Condition(threading.Lock())  # an outcome was added
         self._done: List[Outcome] = []  # the running batch's, in seq order
+        self._answered = 0.0  # when ``after`` last answered (its thread's alone)
 
     def begin(self) -> List[Outcome]:
         done: List[Outcome] = []
@@ -117,12 +122,17 @@ class Outcomes:
 
     def after(self, seq: int, wait: float) -> List[Outcome]:
         """The running batch's outcomes past ``seq``, once there is one (or []
-        after ``wait`` seconds)."""
+        after ``wait`` seconds), never sooner than ``SPACING_S`` after the last
+        answer."""
+        pause = self._answered + SPACING_S - time.monotonic()
+        if pause > 0.0:
+            time.sleep(pause)
         give_up = time.monotonic() + wait
         with self._ready:
             while True:
                 done = self._done
                 if done and done[-1][0] > seq:
+                    self._answered = time.monotonic()
                     return done[bisect.bisect_left(done, (seq + 1,)):]
                 left = give_up - time.monotonic()
                 if left <= 0.0:

@@ -11,7 +11,8 @@ of the queue, so the host knows that outcome (and decides a retry,
 
 Whatever one ``_fill`` takes goes in one Ray call (up to ``batch.CALL_MAX``), and
 each event's outcome comes back as it ends (``batch.py``): one call's fixed cost
-for many events.
+for many events. More is handed ahead only while fewer than ``CALL_MAX`` are
+outstanding, so that under load calls stay large.
 
 The proxy's side of it: ``_send_many(sends, timeout)``, ``_receive()`` (the
 oldest reply: ``(ran, value, clean)`` or the handler's exception),
@@ -33,6 +34,7 @@ from .._service import Failure, Redelivery
 from .._service.core import _RUNNING, Deferred, _monotonic
 from .._service.expiry import deadline_of
 from .._service.ledger import _is_instance
+from .batch import CALL_MAX
 from .proxy import Undeliverable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,13 +49,16 @@ _CLOSED = BreakerState.CLOSED
 class PipelineDispatcher:
     """Hands a Ray proxy up to ``window`` events at once (see the module)."""
 
-    __slots__ = ("_service", "_proxy", "_window", "_timeout", "_retry", "_sent",
+    __slots__ = ("_service", "_proxy", "_window", "_refill", "_timeout", "_retry", "_sent",
                  "_skipped", "_draining", "_later")
 
     def __init__(self, service: "ServiceHandle", proxy: "_ActorProxy", window: int) -> None:
         self._service = service
         self._proxy = proxy
         self._window = max(1, int(window))
+        # More is handed ahead only while fewer than a call's worth are outstanding:
+        # else each reply's freed slot would go alone, one Ray call per event.
+        self._refill = min(self._window, CALL_MAX)
         self._timeout = service._config.dispatch_timeout
         self._retry = service._config.retry
         self._sent: "collections.deque[_Sent]" = collections.deque()
@@ -139,8 +144,8 @@ class PipelineDispatcher:
             # followed it unrun, so nothing ahead runs once it opened. An event
             # with a deadline is never sent ahead: it is sent when its turn
             # comes, checked then, so it never waits in the actor.
-            if dispatching and not self._draining and self._proxy._may_send() \
-                    and (breaker is None or breaker.state is _CLOSED):
+            if dispatching and not self._draining and len(sent) < self._refill \
+                    and self._proxy._may_send() and (breaker is None or breaker.state is _CLOSED):
                 while items and len(sent) < self._window and not (
                         service._expiry_heap and deadline_of(items[0]) is not None):
                     ahead = service._take_ahead()
