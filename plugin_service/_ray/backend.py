@@ -57,8 +57,10 @@ class RayBackend:
     ``pipeline`` is how many events of one service are handed to its actor at
     once; by default the service's ``queue_size`` (Ray's ``max_pending_calls``):
     the actor still runs them one at a time and in order, but a round trip no
-    longer waits for the one before. An event handed over cannot be withdrawn
-    with ``cancel()`` any more; ``pipeline=1`` sends one event at a time.
+    longer waits for the one before. What is queued goes in one Ray call (up to
+    256 events), each event's outcome coming back as it ends. An event handed
+    over cannot be withdrawn with ``cancel()`` any more; ``pipeline=1`` sends one
+    event at a time.
     """
 
     def __init__(self, address: Optional[str] = None, namespace: str = "plugin_service",
