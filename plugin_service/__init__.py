@@ -44,6 +44,7 @@ from ._sources import (
     TimerSource,
     WebSocketSource,
 )
+from ._stacks import HandlerStack
 
 _disable_unless_chosen("plugin_service")
 
@@ -71,6 +72,7 @@ __all__ = [
     "Diagnostic",
     "DispatchCounters",
     "ServiceStatus",
+    "HandlerStack",
     "HostStatus",
     "DeadLetter",
     "StoredDeadLetter",

@@ -122,6 +122,10 @@ def _max_queue_age(instance: Any, attribute: Any, value: Any) -> None:
             strictly=True)
 
 
+def _stack_after(instance: Any, attribute: Any, value: Any) -> None:
+    _number(attribute.name, value, "a finite number of seconds >= 0 or None", 0.0)
+
+
 @attrs.frozen
 class ServiceConfig:
     """How one service is run. ``None`` disables a timeout or threshold."""
@@ -151,3 +155,8 @@ class ServiceConfig:
     #: deadlines); None: no limit.
     max_queue_age: Optional[float] = attrs.field(default=None, kw_only=True,
                                                  validator=_max_queue_age)
+    #: ``status().handler_stack`` once the handler has run this many seconds
+    #: (README: Where is the stuck handler?); an overdue handler's always, and
+    #: with None only that.
+    stack_after: Optional[float] = attrs.field(default=None, kw_only=True,
+                                               validator=_stack_after)

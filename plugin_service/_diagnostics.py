@@ -14,6 +14,7 @@ from ._export import _DATA, _NAMES, _export, _plugin_status, _redacted_repr, jso
 from ._latency import LatencyHistogram
 from ._lifecycle import LifecycleState
 from ._redact import shown_id
+from ._stacks import HandlerStack
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._letters.sink import DeadLetterSinkStatus
@@ -136,6 +137,9 @@ class ServiceStatus:
     handler_time: Optional[LatencyHistogram] = None
     restart_backoff: Optional[float] = None  #: the latest automatic restart's wait (s)
     breaker: Optional[BreakerStatus] = None  #: None without ``ServiceConfig.breaker``
+    #: Where the handler is, while it is overdue or has run ``stack_after``
+    #: seconds (``ServiceConfig.stack_after``); else None.
+    handler_stack: Optional[HandlerStack] = None
 
     def to_dict(self) -> Dict[str, Any]:
         """A dict of plain JSON types that ``json.dumps`` accepts; never raises."""

@@ -6,6 +6,7 @@ synchronizes on the lines it writes (see ``support.cli``), never on sleeps.
 """
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,44 @@ def test_other_bad_numbers_are_usage_errors_naming_no_private_function(
     message = done.stderr.strip().splitlines()[-1]
     assert option in message and repr(value) in message
     assert "invalid _" not in message and "_port" not in message
+
+
+# ------------------------------------------------------- SIGUSR1: stacks
+def _stack_line(child: Any) -> dict[str, Any]:
+    """The status line SIGUSR1 asked for, and the handler_stack line after it."""
+    child.proc.send_signal(signal.SIGUSR1)
+    status = json.loads(child.err_line(lambda line: line.startswith('{"status"')))
+    assert status["reason"] == "SIGUSR1"
+    stack = json.loads(child.err_line(lambda line: line.startswith("{")))
+    assert stack["service"] == "wedged" and stack["reason"] == "SIGUSR1"
+    assert stack["handler_stack"] == status["status"]["services"]["wedged"]["handler_stack"]
+    assert status["status"]["services"]["echo"]["handler_stack"] is None
+    return stack
+
+
+def test_sigusr1_writes_the_stack_of_an_overdue_handler_and_the_run_goes_on(
+        spawn: Any, workdir: Path) -> None:
+    child = spawn("run", "--dispatch-timeout", "0.2", "--cancel-grace", "30",
+                  "cli_plugins:Wedged", "cli_plugins:Echo")
+    child.send(_event("stuck", service="wedged"))
+    assert child.out_line()["outcome"] == "timed_out"  # decided: the handler is overdue
+    stack = _stack_line(child)["handler_stack"]
+    assert any("Wedged.wait_for_the_gate_file" in frame for frame in stack["frames"])
+    assert stack["thread"] == "wedged"
+    child.send(_event("still here"))
+    assert child.out_line()["result"] == {"echo": "still here"}  # it kept running
+    (workdir / "gate").touch()
+    assert child.finish()[0] == 0
+
+
+def test_sigusr1_writes_the_stack_of_a_handler_past_stack_after(
+        spawn: Any, workdir: Path) -> None:
+    child = spawn("run", "--stack-after", "0", "cli_plugins:Wedged", "cli_plugins:Echo")
+    child.send(_event("slow", service="wedged"))
+    child.err_line(lambda line: line.startswith("wedged slow"))
+    stack = _stack_line(child)["handler_stack"]
+    assert any("Wedged.wait_for_the_gate_file" in frame for frame in stack["frames"])
+    (workdir / "gate").touch()
+    code, outcomes, _ = child.finish()
+    assert code == 0
+    assert [outcome["result"] for outcome in outcomes] == ["unwedged"]

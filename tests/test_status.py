@@ -22,7 +22,7 @@ from plugin_service import (
 SERVICE_STATUS_FIELDS = {
     "name", "state", "queue_depth", "queue_capacity", "in_flight", "overdue", "last_error",
     "failure", "counters", "diagnostics", "plugin_status", "restarts", "rejections",
-    "queue_wait", "handler_time", "restart_backoff", "breaker",
+    "queue_wait", "handler_time", "restart_backoff", "breaker", "handler_stack",
 }
 COUNTER_FIELDS = {"enqueued", "dispatched", "succeeded", "failed", "timed_out", "rejected",
                   "dropped", "retried", "expired"}

@@ -37,7 +37,9 @@ stopping: end of input, Ctrl-C (SIGINT) or SIGTERM stops reading and drains
 every accepted event, each service for up to --stop-timeout, then a running
 handler is cancelled and gets --cancel-grace. A second Ctrl-C or SIGTERM stops
 now: queued events are answered as dropped. SIGUSR1 writes
-{"status": {...}, "reason": "SIGUSR1"} as one line to stderr; the final status
+{"status": {...}, "reason": "SIGUSR1"} as one line to stderr, then for every
+handler that is overdue (or past --stack-after) its stack as one line
+{"handler_stack": {...}, "service": NAME, "reason": "SIGUSR1"}; the final status
 is written the same way at exit ("reason": "exit").
 
 exit status: 0 when every service stopped cleanly; 1 when a service ended
@@ -174,6 +176,9 @@ def _add_run_bounds(run: argparse.ArgumentParser) -> None:
     run.add_argument("--cancel-grace", metavar="S", type=_seconds, default=5.0,
                      help="how long a cancelled handler may take to return before its "
                           "service is failed (default: 5)")
+    run.add_argument("--stack-after", metavar="S", type=_seconds, default=None,
+                     help="show in the status the stack of a handler running S seconds "
+                          "or more (default: only of an overdue one)")
     run.add_argument("--max-line-bytes", metavar="N", type=_positive_int,
                      default=_MAX_LINE_BYTES,
                      help="longest input line; a longer one is rejected with LineTooLong "

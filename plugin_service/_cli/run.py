@@ -74,7 +74,7 @@ def _open_host(args: argparse.Namespace, stderr: _Stream
     # Served metrics include the latency histograms; without them, nobody reads them.
     config = ServiceConfig(queue_size=args.queue_size, dispatch_timeout=args.dispatch_timeout,
                            fail_after=args.fail_after, stop_timeout=args.stop_timeout,
-                           cancel_grace=args.cancel_grace,
+                           cancel_grace=args.cancel_grace, stack_after=args.stack_after,
                            latency_histograms=args.metrics_port is not None)
     metrics: MetricsServer | None = None
     # --cancel-grace is also what a stuck tool gets once close() cancels it.

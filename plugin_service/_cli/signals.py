@@ -1,6 +1,6 @@
 """What ``plugin-service run`` does on signals: SIGTERM and SIGINT stop it (the
 first drains, a second stops now), with a line on stderr; SIGUSR1 writes a status
-line on stderr, from a thread of its own."""
+line on stderr, and a line for each handler stack in it, from a thread of its own."""
 from __future__ import annotations
 
 import argparse
@@ -20,9 +20,21 @@ _STATUS_SIGNAL: int | None = getattr(signal, "SIGUSR1", None)  # none on Windows
 
 
 def _write_status(host: PluginHost, stderr: _Stream, reason: str) -> dict[str, Any]:
-    """One ``{"status": ..., "reason": ...}`` line on stderr; returns the status."""
+    """One ``{"status": ..., "reason": ...}`` line on stderr, then for each service
+    whose status has a ``handler_stack`` (overdue, or past ``--stack-after``) one
+    ``{"handler_stack": ..., "service": NAME, "reason": ...}`` line, together;
+    returns the status."""
     snapshot: dict[str, Any] = host.status().to_dict()
-    stderr.write_line(json.dumps({"status": snapshot, "reason": reason}))
+    lines = [json.dumps({"status": snapshot, "reason": reason})]
+    services = snapshot.get("services")
+    for name, service in (services if isinstance(services, dict) else {}).items():
+        stack = service.get("handler_stack") if isinstance(service, dict) else None
+        if stack is not None:
+            lines.append(json.dumps({"handler_stack": stack, "service": name,
+                                     "reason": reason}))
+    with stderr.lock:  # no other line comes between them
+        for line in lines:
+            stderr.write_locked(line)
     return snapshot
 
 

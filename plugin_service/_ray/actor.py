@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import threading
 import time
 from typing import Any, List, Optional, Tuple
 
 from .._context import DispatchContext
+from .._stacks import HandlerStack, thread_stack
 from .batch import POLL_S, Outcome, Outcomes, portable, unpack_event
 from .progress import Marker
 
@@ -29,12 +31,13 @@ class _PluginActor:
     concurrency group of one thread, so Ray runs them one at a time in the order
     the host sent them (``max_concurrency=1`` keeps Ray's in-order execution).
     ``cancel`` and ``status`` have a group of their own, answered while a handler
-    runs, and ``outcomes`` another (see ``batch.py``). The host sends events
-    ahead, one per ``handle`` call or many per ``handle_many`` call, each with its
-    sequence number and batch; when one ends unclean (it raised, was cancelled,
-    or returned past its deadline) its batch is closed: the rest of that batch is
-    skipped, unrun, and the host decides what comes next, as it would with one
-    event at a time.
+    runs, ``stack`` one more (a stuck plugin ``status()`` cannot hold it up), and
+    ``outcomes`` another (see ``batch.py``). The host sends events ahead, one per
+    ``handle`` call or many per ``handle_many`` call, each with its sequence
+    number and batch; when one ends unclean (it raised, was cancelled, or returned
+    past its deadline) its batch is closed: the rest of that batch is skipped,
+    unrun, and the host decides what comes next, as it would with one event at a
+    time.
     """
 
     def __init__(self, target: Any, is_factory: bool) -> None:
@@ -47,6 +50,7 @@ class _PluginActor:
         self._ctx_seq = -1
         self._marker: Optional[Marker] = None
         self._outcomes = Outcomes()
+        self._handler_thread: Optional[int] = None  # the ident plugin calls run on
 
     def start(self, where: Any = None) -> Tuple[list, bool]:  # type: ignore[type-arg]
         """Build and start the plugin; ``(its ingresses, whether this actor marks
@@ -108,6 +112,9 @@ class _PluginActor:
             deadline = None if timeout is None else _monotonic() + timeout
             ctx = self._ctx = DispatchContext(event, _earlier(deadline, event))
             self._ctx_seq = seq
+            # Ray's thread for the default group, noted for stack(): one
+            # assignment beside a Ray round trip, not worth a guess at start.
+            self._handler_thread = threading.get_ident()
         marker = self._marker
         if marker is not None:
             marker.begin(seq)  # before the plugin sees it: a crash now cannot hide it
@@ -141,6 +148,16 @@ class _PluginActor:
         if ctx is not None:
             ctx._cancel()
 
+    def stack(self) -> HandlerStack:
+        """The current stack of the thread that runs this actor's handlers (see
+        ``_stacks``: bounded, redacted, no locals); runs no plugin code."""
+        ident = self._handler_thread
+        name = "ray actor pid %d" % os.getpid()
+        for thread in threading.enumerate():
+            if thread.ident == ident:
+                name = "%s, thread %s" % (name, thread.name)
+        return thread_stack(ident, name)
+
     def status(self) -> Any:
         plugin = self._plugin
         return None if plugin is None else plugin.status()
@@ -164,3 +181,4 @@ class _PluginActor:
 _SKIPPED = (False, None, False)
 _CONTROL = "control"  # the concurrency group of cancel and status
 _OUTCOMES = "outcomes"  # the concurrency group of outcomes
+_STACKS = "stacks"  # the concurrency group of stack

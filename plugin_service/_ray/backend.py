@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, Optional
 from .._checks import positive_int
 from .._config import ServiceConfig
 from .._context import ToolContext
-from .actor import _CONTROL, _OUTCOMES, _PluginActor
+from .actor import _CONTROL, _OUTCOMES, _STACKS, _PluginActor
 from .cluster import is_join_failure, join_error, prepare_auth
 from .session import RaySession
 from .tools import _RemoteTool
@@ -114,12 +114,15 @@ class RayBackend:
                     self._started_ray = True
                 control = {"concurrency_group": _CONTROL}
                 polled = {"concurrency_group": _OUTCOMES}
-                self._actor_class = ray.remote(concurrency_groups={_CONTROL: 2, _OUTCOMES: 1})(type(
-                    "_PluginActor", (_PluginActor,), {
-                        "cancel": ray.method(**control)(_PluginActor.cancel),
-                        "status": ray.method(**control)(_PluginActor.status),
-                        "outcomes": ray.method(**polled)(_PluginActor.outcomes),
-                    }))
+                self._actor_class = ray.remote(
+                    concurrency_groups={_CONTROL: 2, _STACKS: 1, _OUTCOMES: 1})(type(
+                        "_PluginActor", (_PluginActor,), {
+                            "cancel": ray.method(**control)(_PluginActor.cancel),
+                            "status": ray.method(**control)(_PluginActor.status),
+                            "stack": ray.method(concurrency_group=_STACKS)(
+                                _PluginActor.stack),
+                            "outcomes": ray.method(**polled)(_PluginActor.outcomes),
+                        }))
                 self._module = ray
             return self._module
 

@@ -34,6 +34,7 @@ from .._service import Failure, Redelivery
 from .._service.core import _RUNNING, Deferred, _monotonic
 from .._service.expiry import deadline_of
 from .._service.ledger import _is_instance
+from .._stacks import StackAnswer
 from .batch import CALL_MAX
 from .proxy import Undeliverable
 
@@ -78,6 +79,10 @@ class PipelineDispatcher:
             return Failure("event could not be sent to the plugin: %s" % describe(cause),
                            cause, counts=False)
         return handler_failure(exc)  # a dead process cannot serve more
+
+    def handler_stack(self, worker: Any) -> StackAnswer:
+        """The actor's handler thread's stack: this worker only waits for it."""
+        return self._proxy._handler_stack()
 
     def run(self, life: int) -> None:
         while True:
@@ -160,7 +165,7 @@ class PipelineDispatcher:
         service, proxy, sent, timeout = self._service, self._proxy, self._sent, self._timeout
         head, head_ctx = sent[0]
         if sends[0][0] is head:  # its turn begins: when (latency histograms), its deadline
-            if service._timed:
+            if service._stamped:
                 service._started = _monotonic()
             if timeout is not None:
                 service._start_deadline(head, head_ctx, timeout)

@@ -12,7 +12,9 @@ from .. import errors
 from .._config import ServiceConfig
 from .._context import DispatchContext
 from .._plugin import ServicePlugin
+from .._redact import sanitize
 from .._service import RetryCutShort
+from .._stacks import HandlerStack, Ready, StackAnswer, remaining
 from .batch import CALL_MAX, Outcome, answer_of, pack_events
 from .progress import Record
 from .tools import _cause
@@ -300,6 +302,20 @@ class _ActorProxy(ServicePlugin):
         except Exception:
             return None
 
+    def _handler_stack(self) -> StackAnswer:
+        """Ask the actor where its handler is (its ``stack`` group: answered while
+        the handler runs, if the process can answer at all)."""
+        actor = self._actor
+        where = "ray actor of service %r" % self._name
+        if actor is None:
+            return Ready(HandlerStack(where, unavailable="the service has no actor"))
+        try:
+            ref = actor.stack.remote()
+        except Exception as exc:
+            return Ready(HandlerStack(where, unavailable="the actor cannot be asked: %s"
+                                      % sanitize(exc, 200)))
+        return _RemoteStack(self._backend._ray(), ref, where)
+
     def stop(self) -> None:
         self._end(lambda actor: actor.stop.remote())
 
@@ -322,6 +338,34 @@ class _ActorProxy(ServicePlugin):
 
 
 _UNRUN = (False, None, False)  # an answer: it never began (the actor's skip, too)
+
+#: How long a status waits for an actor's stack without a deadline of its own.
+STACK_BOUND = 1.0
+
+
+class _RemoteStack:
+    """An actor's answer to ``stack``, waited for by a status's deadline."""
+
+    __slots__ = ("_ray", "_ref", "_where")
+
+    def __init__(self, ray: Any, ref: Any, where: str) -> None:
+        self._ray = ray
+        self._ref = ref
+        self._where = where
+
+    def wait(self, deadline: Optional[float]) -> HandlerStack:
+        seconds = remaining(deadline, STACK_BOUND)
+        try:
+            stack: HandlerStack = self._ray.get(self._ref, timeout=seconds)
+            return stack
+        except self._ray.exceptions.GetTimeoutError:
+            why = ("the actor did not answer within %.3gs (its process may be held "
+                   "by native code that keeps the GIL)" % seconds)
+        except self._ray.exceptions.RayActorError:
+            why = "the actor process is gone"
+        except Exception as exc:
+            why = "the actor could not answer: %s" % sanitize(exc, 200)
+        return HandlerStack(self._where, unavailable=why)
 
 
 class _Call:

@@ -91,7 +91,7 @@ class BreakerDispatcher(SerialDispatcher):
         service = self._service
         if timeout is not None:
             service._start_deadline(future, ctx, timeout)
-        if service._timed:
+        if service._stamped:
             service._started = _monotonic()  # when its handler began
         try:
             return True, handle(future.event, ctx)

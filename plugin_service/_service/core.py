@@ -179,7 +179,7 @@ class ServiceCore:
         "_enqueued", "_dispatched", "_succeeded", "_failed", "_timed_out", "_rejected",
         "_dropped", "_retried", "_consecutive_failures", "_restarts", "_auto_restarts",
         "_last_error", "_failure", "_failure_life", "_diagnostics",
-        "_rejections", "_timed", "_queue_waits", "_handler_times",
+        "_rejections", "_timed", "_stamped", "_queue_waits", "_handler_times",
         # Event deadlines (``expiry``): the heap of queued events' deadlines and
         # the one expiry timer; ``_expiry_on`` once any event had one (sticky).
         "_max_queue_age", "_expiry_on", "_expiry_heap", "_expiry_timer", "_expired",
@@ -259,6 +259,11 @@ class ServiceCore:
         # ServiceConfig.latency_histograms: of every event that succeeded or
         # failed, acceptance -> handler and handler -> outcome (retries included).
         self._timed = config.latency_histograms
+        # The worker writes ``_started`` as it invokes a handler: for the
+        # histograms, and for ``stack_after`` when no dispatch deadline (which
+        # says when the handler began) is kept.
+        self._stamped = self._timed or (config.stack_after is not None
+                                        and config.dispatch_timeout is None)
         # Made only for a service that keeps them (two per service add up at
         # scale); every use is behind ``_timed``, so typed as always there.
         none: Any = None

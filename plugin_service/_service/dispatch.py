@@ -9,9 +9,11 @@ brings a dispatcher of its own, built on the same worker-side calls (``_take``,
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from .._context import DispatchContext
+from .._stacks import Ready, StackAnswer, stack_of
 from .core import _RUNNING, _STOPPING, Deferred, _monotonic
 from .ledger import Failure, _is_instance
 from .mailbox import _Posted
@@ -35,6 +37,10 @@ class Dispatcher(Protocol):
     def classify(self, exc: BaseException) -> Failure:
         """What a handler's exception means for the service (plugin code may run:
         call it before taking the lock)."""
+
+    def handler_stack(self, worker: Optional[threading.Thread]) -> StackAnswer:
+        """Where the handler of the event in flight is (``worker`` is the life's
+        worker thread); asked by ``status()`` after the lock, never per event."""
 
 
 class PluginSession(Protocol):
@@ -69,6 +75,10 @@ class SerialDispatcher:
     def classify(self, exc: BaseException) -> Failure:
         return self._classify(exc)
 
+    def handler_stack(self, worker: Optional[threading.Thread]) -> StackAnswer:
+        """The worker thread's stack: the handler runs on it."""
+        return Ready(stack_of(worker))
+
     def run(self, life: int) -> None:
         # The hot path, written inline on purpose: one lock hold settles the
         # finished event and takes the next, and every name the loop needs is a
@@ -77,7 +87,8 @@ class SerialDispatcher:
         handle = self._plugin.handle_ingress  # read here: a plugin without one crashes the worker
         lock, items = service._lock, service._items
         timeout, retry = service._config.dispatch_timeout, service._config.retry
-        timed = service._timed  # ServiceConfig.latency_histograms
+        # ServiceConfig.latency_histograms; and whether _started is wanted (core)
+        timed, stamped = service._timed, service._stamped
         future: Any = None  # a DispatchFuture, or a posted event (_Posted)
         ctx = DispatchContext(None)
         ok = True
@@ -125,7 +136,7 @@ class SerialDispatcher:
                 deadline = ctx.deadline = service._deadline = _monotonic() + timeout
                 if service._timer_at is None:
                     service._arm_for(future, deadline)
-            if timed:
+            if stamped:
                 service._started = _monotonic()  # when its handler began
             try:
                 value = handle(future.event, ctx)

@@ -25,7 +25,7 @@ from .._lifecycle import LifecycleState
 from .._typevars import ResultT
 from .core import _FAILED, Runtime
 from .dispatch import PluginSession
-from .status import StatusCall, begin_status, finish_status
+from .status import Pending, begin_status, finish_status
 from .worker import Worker
 
 __all__ = ["ServiceHandle"]
@@ -84,17 +84,19 @@ class ServiceHandle(Worker, Generic[ResultT]):
 
         ``plugin_status`` comes from the plugin's own ``status()``, called on a
         thread of its own and waited for at most ``PLUGIN_STATUS_BOUND`` (1 s):
-        past that, or if it raises, it is None."""
+        past that, or if it raises, it is None. ``handler_stack`` is the stack of
+        a handler that is overdue (or has run ``ServiceConfig.stack_after``
+        seconds), read from its thread at this call; else None."""
         if self._forked_from:
             return forked_service_status(self.name, self._capacity, self._forked_from)
         return finish_status(*begin_status(self))
 
-    def _begin_status(self) -> Tuple[ServiceStatus, Optional[StatusCall]]:
+    def _begin_status(self) -> Tuple[ServiceStatus, Optional[Pending]]:
         return begin_status(self)
 
-    def _finish_status(self, snapshot: ServiceStatus, call: Optional[StatusCall],
+    def _finish_status(self, snapshot: ServiceStatus, pending: Optional[Pending],
                        deadline: Optional[float] = None) -> ServiceStatus:
-        return finish_status(snapshot, call, deadline)
+        return finish_status(snapshot, pending, deadline)
 
     def wait_for(self, state: Any, timeout: Optional[float] = None) -> bool:
         """Block until the service is in ``state``; False if ``timeout`` ran out."""

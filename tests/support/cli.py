@@ -69,6 +69,24 @@ PLUGINS = textwrap.dedent('''
             return "too late"
 
 
+    class Wedged(ServicePlugin):
+        """Writes "wedged <payload>" to stderr, then waits (ignoring cancellation)
+        in a function of its own until the gate file exists; answers "unwedged"."""
+
+        ingresses = [Ingress("in")]
+
+        def handle_ingress(self, event, ctx):
+            print("wedged %s" % event.payload, file=sys.stderr, flush=True)
+            return self.wait_for_the_gate_file()
+
+        def wait_for_the_gate_file(self):
+            gate = pathlib.Path(os.environ["CLI_TEST_GATE"])
+            deadline = time.monotonic() + 30
+            while not gate.exists() and time.monotonic() < deadline:
+                time.sleep(0.005)
+            return "unwedged"
+
+
     class Opaque(ServicePlugin):
         """Answers something JSON cannot carry."""
 
