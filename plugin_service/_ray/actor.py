@@ -9,7 +9,7 @@ from typing import Any, List, Optional, Tuple
 
 from .._context import DispatchContext
 from .._stacks import HandlerStack, thread_stack
-from .batch import POLL_S, Outcome, Outcomes, portable, unpack_event
+from .batch import POLL_S, Outcome, Outcomes, portable, resend, unpack_events
 from .progress import Marker
 
 _monotonic = time.monotonic
@@ -68,20 +68,27 @@ class _PluginActor:
         cancelled or a late handler closes the batch: the host learns that outcome
         (and decides on a retry, ``fail_after``...) before anything later runs."""
         seq, batch, event, timeout = call
-        return self._run(seq, batch, event, timeout, False)
+        return self._run(seq, batch, event, timeout)
 
-    def handle_many(self, call: Tuple[int, Optional[float], List[Tuple[int, bytes]]]
+    def handle_many(self, call: Tuple[int, Optional[float], int, int, bytes]
                     ) -> List[Outcome]:
-        """Events of one batch, pickled one by one, run in order as ``handle``
-        runs each; every one's outcome goes to ``outcomes`` as it ends, and the
-        list of them is the reply. ``SystemExit`` ends the process, as in
-        ``handle``."""
-        batch, timeout, items = call
+        """Events ``first..first+count-1`` of one batch, pickled in one blob, run in
+        order as ``handle`` runs each; every one's outcome goes to ``outcomes`` as
+        it ends, and the list of them is the reply. A blob that cannot be
+        unpickled closes the batch: every event of it is answered ``RESEND``.
+        ``SystemExit`` ends the process, as in ``handle``."""
+        batch, timeout, first, count, blob = call
         outcomes = self._outcomes
         done = outcomes.begin()
-        for seq, blob in items:
+        events = unpack_events(blob, count)
+        if events is None:
+            self._close(batch)
+            for seq in range(first, first + count):
+                outcomes.add(done, resend(seq))
+            return done
+        for seq, event in enumerate(events, first):
             try:
-                ran, value, clean = self._run(seq, batch, blob, timeout, True)
+                ran, value, clean = self._run(seq, batch, event, timeout)
                 outcome = portable(seq, ran, value, clean, False)
             except SystemExit:
                 raise
@@ -95,20 +102,10 @@ class _PluginActor:
         one; [] after ``POLL_S`` seconds (the host asks again if it waits)."""
         return self._outcomes.after(after, POLL_S)
 
-    def _run(self, seq: int, batch: int, event: Any, timeout: Optional[float],
-             pickled: bool) -> Any:
-        unpacked: Optional[BaseException] = None
-        if pickled:
-            try:
-                event = unpack_event(event)
-            except BaseException as exc:  # this event's outcome, unless skipped
-                unpacked = exc
+    def _run(self, seq: int, batch: int, event: Any, timeout: Optional[float]) -> Any:
         with self._lock:
             if batch <= self._closed:
                 return _SKIPPED
-            if unpacked is not None:
-                self._closed = batch
-                raise unpacked
             deadline = None if timeout is None else _monotonic() + timeout
             ctx = self._ctx = DispatchContext(event, _earlier(deadline, event))
             self._ctx_seq = seq

@@ -9,11 +9,14 @@ their own while the batch runs (so each event's deadline starts about when the
 one before it ended, as with one call per event), or from the batch's own reply,
 which carries all of them.
 
-Everything in an outcome crosses the process boundary on its own: events go
-pickled one by one (one that cannot be pickled is sent alone, so its error is
-Ray's own, as without batches), and a result or exception that is not a plain
-value is pickled by the actor (one that cannot be becomes that event's error),
-so one bad value never costs the others of its batch their outcomes.
+Nothing bad in one event costs the others of its batch their outcomes. The
+events of a call go as one blob, pickled as Ray would (cloudpickle): if one of
+them cannot be pickled, each is sent in a call of its own, so its error is Ray's
+own, as without batches; if the actor cannot unpickle the blob, it closes the
+batch and answers every event of it ``RESEND``: they go back to the front of the
+queue and are sent again one per call. A result or exception that is not a plain
+value is pickled by the actor, each on its own (one that cannot be becomes that
+event's error).
 """
 from __future__ import annotations
 
@@ -23,8 +26,8 @@ import threading
 import time
 from typing import Any, List, Optional, Sequence, Tuple
 
-__all__ = ["CALL_MAX", "POLL_S", "SPACING_S", "Outcomes", "pack_events", "unpack_event",
-           "portable", "answer_of"]
+__all__ = ["CALL_MAX", "POLL_S", "SPACING_S", "RESEND", "Outcomes", "pack_events",
+           "unpack_events", "portable", "resend", "answer_of"]
 
 CALL_MAX = 256  # events per call: bounds a call's size and an outcomes answer
 POLL_S = 1.0  # an ``outcomes`` call waits at most this long, then answers []
@@ -35,6 +38,7 @@ SPACING_S = 0.002
 
 _PLAIN = frozenset({type(None), bool, int, float, str, bytes})
 _VALUE, _PICKLED, _ERROR, _LOST = 0, 1, 2, 3  # how an outcome carries its value
+RESEND = 4  # the actor could not unpickle the call: unrun, send each alone
 _SKIPPED = (False, None, False)
 
 Outcome = Tuple[int, bool, int, Any, bool]  # seq, ran, how, payload, clean
@@ -49,16 +53,29 @@ def _dumps(value: Any) -> bytes:
         return bytes(cloudpickle.dumps(value))  # type: ignore[no-untyped-call]
 
 
-def pack_events(events: Sequence[Any]) -> Optional[List[bytes]]:
-    """The events, pickled one by one; None if one of them cannot be."""
+def pack_events(events: Sequence[Any]) -> Optional[bytes]:
+    """The events in one blob, pickled as Ray pickles arguments (by value what
+    the other process may not import, e.g. classes of ``__main__``); None if one
+    of them cannot be pickled."""
+    from ray import cloudpickle
+
     try:
-        return [_dumps(event) for event in events]
+        return bytes(cloudpickle.dumps(list(events)))  # type: ignore[no-untyped-call]
     except Exception:
         return None
 
 
-def unpack_event(blob: bytes) -> Any:
-    return pickle.loads(blob)
+def unpack_events(blob: bytes, count: int) -> Optional[List[Any]]:
+    """In the actor: the events of a call, or None if they cannot be unpickled."""
+    try:
+        events = pickle.loads(blob)
+    except BaseException:
+        return None
+    return events if type(events) is list and len(events) == count else None
+
+
+def resend(seq: int) -> Outcome:
+    return seq, False, RESEND, None, False
 
 
 def portable(seq: int, ran: bool, value: Any, clean: bool, raised: bool) -> Outcome:
@@ -79,7 +96,7 @@ def portable(seq: int, ran: bool, value: Any, clean: bool, raised: bool) -> Outc
 def answer_of(outcome: Outcome) -> Tuple[bool, Any, bool]:
     """On the host: ``(ran, value, clean)``, or raise what the handler raised."""
     _seq, ran, how, payload, clean = outcome
-    if how == _VALUE:
+    if how == _VALUE or how == RESEND:
         return (ran, payload, clean) if ran else _SKIPPED
     if how == _LOST:
         raise TypeError(payload)

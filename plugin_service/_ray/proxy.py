@@ -15,7 +15,7 @@ from .._plugin import ServicePlugin
 from .._redact import sanitize
 from .._service import RetryCutShort
 from .._stacks import HandlerStack, Ready, StackAnswer, remaining
-from .batch import CALL_MAX, Outcome, answer_of, pack_events
+from .batch import CALL_MAX, RESEND, Outcome, answer_of, pack_events
 from .progress import Record
 from .tools import _cause
 
@@ -65,6 +65,7 @@ class _ActorProxy(ServicePlugin):
         self._slots = max(1, window) + 2
         self._known: Dict[int, Outcome] = {}  # outcomes of batched events, by seq
         self._poll: Any = None  # the outstanding ``outcomes`` call, if any
+        self._alone = 0  # how many of the next events go one per call (RESEND)
 
     def _crashed(self, exc: BaseException, seq: Optional[int] = None) -> errors.PluginCrashed:
         known = None if seq is None else self._progress(seq)
@@ -126,27 +127,32 @@ class _ActorProxy(ServicePlugin):
                    timeout: Optional[float]) -> None:
         """Hand events to the actor, in order; their answers come from
         ``_receive``. One goes alone; more go up to ``CALL_MAX`` a call."""
-        for start in range(0, len(sends), CALL_MAX):
+        alone = min(self._alone, len(sends))
+        if alone:  # came back RESEND: the actor could not unpickle their call
+            self._alone -= alone
+            for future, ctx in sends[:alone]:
+                self._send(future, ctx, timeout)
+        for start in range(alone, len(sends), CALL_MAX):
             chunk = sends[start:start + CALL_MAX]
-            blobs = pack_events([future.event for future, _ctx in chunk]) \
+            blob = pack_events([future.event for future, _ctx in chunk]) \
                 if len(chunk) > 1 else None
-            if blobs is None or not self._send_call(chunk, blobs, timeout):
+            if blob is None or not self._send_call(chunk, blob, timeout):
                 for future, ctx in chunk:  # one cannot be pickled: Ray says which
                     self._send(future, ctx, timeout)
 
-    def _send_call(self, chunk: Sequence[Tuple[Any, DispatchContext]], blobs: List[bytes],
+    def _send_call(self, chunk: Sequence[Tuple[Any, DispatchContext]], blob: bytes,
                    timeout: Optional[float]) -> bool:
         """One ``handle_many`` call for ``chunk``; False if it could not be sent."""
         call = _Call()
+        count = len(chunk)
         with self._lock:
             batch, first = self._joining(), self._seq
             try:
-                call.ref = self._actor.handle_many.remote(
-                    (batch, timeout, list(zip(range(first, first + len(blobs)), blobs))))
+                call.ref = self._actor.handle_many.remote((batch, timeout, first, count, blob))
             except Exception:
                 return False
-            self._seq = first + len(blobs)
-            self._sent.extend([call, first + i, batch, None] for i in range(len(blobs)))
+            self._seq = first + count
+            self._sent.extend([call, first + i, batch, None] for i in range(count))
         for i, (_future, ctx) in enumerate(chunk):
             ctx._forward_cancel(functools.partial(self._cancel, first + i, batch))
         return True
@@ -234,7 +240,10 @@ class _ActorProxy(ServicePlugin):
             for outcome in got:
                 if outcome[0] >= seq:  # older ones are answered already
                     known[outcome[0]] = outcome
-        return answer_of(known.pop(seq))
+        outcome = known.pop(seq)
+        if outcome[2] == RESEND:
+            self._alone += 1
+        return answer_of(outcome)
 
     def _close(self, batch: int) -> None:
         with self._lock:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import sys
 import threading
 from typing import Any, List
 
@@ -21,6 +22,7 @@ from support.backends import TIMEOUT, BackendGates, failure_of, started
 from support.contract import event
 from support.states import RUNNING, STOPPED
 from support.timing import PROCESS_HANG
+from support.unloadable import Unloadable
 
 from plugin_service import PluginHost, RestartPolicy, ServiceHandle, errors
 from plugin_service._ray.batch import CALL_MAX
@@ -86,6 +88,33 @@ def test_an_unpicklable_event_among_a_batch_fails_alone_unseen(
     assert isinstance(error, errors.DispatchFailed) and "could not be sent" in str(error)
     assert last.result(PROCESS_HANG) == 3  # the plugin never saw the bad one
     assert svc.state is RUNNING
+
+
+def test_an_event_the_actor_cannot_unpickle_fails_alone_and_the_rest_run_once(
+        host: PluginHost, gates: BackendGates) -> None:
+    svc = started(host, fail_after=None)
+    first, bad, last = behind_a_gate(svc, gates, ("count",), ("echo", Unloadable()),
+                                     ("count",))
+    # Their call could not be unpickled: all three came back unrun, went one
+    # per call, and only the bad one failed.
+    assert first.result(PROCESS_HANG) == 2
+    assert isinstance(failure_of(bad), errors.DispatchFailed)
+    assert last.result(PROCESS_HANG) == 3  # the plugin never saw the bad one
+    assert svc.status().counters.succeeded == 3
+
+
+def test_events_of_a_class_from_the_drivers_main_reach_the_plugin_in_a_batch(
+        host: PluginHost, gates: BackendGates, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Payload:  # as a script's own class: the actor cannot import it
+        def __init__(self, number: int) -> None:
+            self.number = number
+
+    Payload.__module__, Payload.__qualname__ = "__main__", "Payload"
+    monkeypatch.setattr(sys.modules["__main__"], "Payload", Payload, raising=False)
+    svc = started(host, fail_after=None)
+    futures = behind_a_gate(svc, gates, ("echo", Payload(1)), ("echo", Payload(2)))
+    # Pickled by value, as Ray pickles arguments: by reference the actor failed.
+    assert [future.result(PROCESS_HANG).number for future in futures] == [1, 2]
 
 
 def test_a_timeout_inside_a_batch_times_out_that_event_not_the_batchs_first(
