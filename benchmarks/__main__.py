@@ -35,7 +35,7 @@ SCENARIOS: List[Builder] = [
 #: The Ray backend (8) runs when the ``ray`` extra is installed.
 RAY_MISSING = "ray is not importable: the ray_backend scenario is skipped (pip install '.[ray]')"
 if importlib.util.find_spec("ray") is not None:
-    SCENARIOS.append(ray_backend.build)
+    SCENARIOS += ray_backend.builders()
 
 #: The WebSocket source (9, 10) runs when websockets (the ``websocket`` extra) is.
 WEBSOCKETS_MISSING = ("websockets is not importable: the websocket scenarios are skipped "

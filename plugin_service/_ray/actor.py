@@ -5,10 +5,11 @@ import datetime as _dt
 import os
 import threading
 import time
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from .._context import DispatchContext
 from .._stacks import HandlerStack, thread_stack
+from .batch import POLL_S, Outcome, Outcomes, portable, resend, unpack_events
 from .progress import Marker
 
 _monotonic = time.monotonic
@@ -30,11 +31,13 @@ class _PluginActor:
     concurrency group of one thread, so Ray runs them one at a time in the order
     the host sent them (``max_concurrency=1`` keeps Ray's in-order execution).
     ``cancel`` and ``status`` have a group of their own, answered while a handler
-    runs, and ``stack`` one more (a stuck plugin ``status()`` cannot hold it
-    up). The host sends events ahead, each with its sequence number and batch;
-    when one ends unclean (it raised, was cancelled, or returned past its
-    deadline) its batch is closed: the rest of that batch is skipped, unrun, and
-    the host decides what comes next, as it would with one event at a time.
+    runs, ``stack`` one more (a stuck plugin ``status()`` cannot hold it up), and
+    ``outcomes`` another (see ``batch.py``). The host sends events ahead, one per
+    ``handle`` call or many per ``handle_many`` call, each with its sequence
+    number and batch; when one ends unclean (it raised, was cancelled, or returned
+    past its deadline) its batch is closed: the rest of that batch is skipped,
+    unrun, and the host decides what comes next, as it would with one event at a
+    time.
     """
 
     def __init__(self, target: Any, is_factory: bool) -> None:
@@ -46,6 +49,7 @@ class _PluginActor:
         self._ctx: Optional[DispatchContext] = None
         self._ctx_seq = -1
         self._marker: Optional[Marker] = None
+        self._outcomes = Outcomes()
         self._handler_thread: Optional[int] = None  # the ident plugin calls run on
 
     def start(self, where: Any = None) -> Tuple[list, bool]:  # type: ignore[type-arg]
@@ -64,6 +68,41 @@ class _PluginActor:
         cancelled or a late handler closes the batch: the host learns that outcome
         (and decides on a retry, ``fail_after``...) before anything later runs."""
         seq, batch, event, timeout = call
+        return self._run(seq, batch, event, timeout)
+
+    def handle_many(self, call: Tuple[int, Optional[float], int, int, bytes]
+                    ) -> List[Outcome]:
+        """Events ``first..first+count-1`` of one batch, pickled in one blob, run in
+        order as ``handle`` runs each; every one's outcome goes to ``outcomes`` as
+        it ends, and the list of them is the reply. A blob that cannot be
+        unpickled closes the batch: every event of it is answered ``RESEND``.
+        ``SystemExit`` ends the process, as in ``handle``."""
+        batch, timeout, first, count, blob = call
+        outcomes = self._outcomes
+        done = outcomes.begin()
+        events = unpack_events(blob, count)
+        if events is None:
+            self._close(batch)
+            for seq in range(first, first + count):
+                outcomes.add(done, resend(seq))
+            return done
+        for seq, event in enumerate(events, first):
+            try:
+                ran, value, clean = self._run(seq, batch, event, timeout)
+                outcome = portable(seq, ran, value, clean, False)
+            except SystemExit:
+                raise
+            except BaseException as exc:  # the handler's failure: this event's outcome
+                outcome = portable(seq, True, exc, False, True)
+            outcomes.add(done, outcome)
+        return done
+
+    def outcomes(self, after: int) -> List[Outcome]:
+        """The running batch's outcomes of events past ``after``, once there is
+        one; [] after ``POLL_S`` seconds (the host asks again if it waits)."""
+        return self._outcomes.after(after, POLL_S)
+
+    def _run(self, seq: int, batch: int, event: Any, timeout: Optional[float]) -> Any:
         with self._lock:
             if batch <= self._closed:
                 return _SKIPPED
@@ -138,4 +177,5 @@ class _PluginActor:
 
 _SKIPPED = (False, None, False)
 _CONTROL = "control"  # the concurrency group of cancel and status
+_OUTCOMES = "outcomes"  # the concurrency group of outcomes
 _STACKS = "stacks"  # the concurrency group of stack

@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, Optional
 from .._checks import positive_int
 from .._config import ServiceConfig
 from .._context import ToolContext
-from .actor import _CONTROL, _STACKS, _PluginActor
+from .actor import _CONTROL, _OUTCOMES, _STACKS, _PluginActor
 from .cluster import is_join_failure, join_error, prepare_auth
 from .session import RaySession
 from .tools import _RemoteTool
@@ -57,8 +57,10 @@ class RayBackend:
     ``pipeline`` is how many events of one service are handed to its actor at
     once; by default the service's ``queue_size`` (Ray's ``max_pending_calls``):
     the actor still runs them one at a time and in order, but a round trip no
-    longer waits for the one before. An event handed over cannot be withdrawn
-    with ``cancel()`` any more; ``pipeline=1`` sends one event at a time.
+    longer waits for the one before. What is queued goes in one Ray call (up to
+    256 events), each event's outcome coming back as it ends. An event handed
+    over cannot be withdrawn with ``cancel()`` any more; ``pipeline=1`` sends one
+    event at a time.
     """
 
     def __init__(self, address: Optional[str] = None, namespace: str = "plugin_service",
@@ -111,13 +113,15 @@ class RayBackend:
                         raise
                     self._started_ray = True
                 control = {"concurrency_group": _CONTROL}
+                polled = {"concurrency_group": _OUTCOMES}
                 self._actor_class = ray.remote(
-                    concurrency_groups={_CONTROL: 2, _STACKS: 1})(type(
+                    concurrency_groups={_CONTROL: 2, _STACKS: 1, _OUTCOMES: 1})(type(
                         "_PluginActor", (_PluginActor,), {
                             "cancel": ray.method(**control)(_PluginActor.cancel),
                             "status": ray.method(**control)(_PluginActor.status),
                             "stack": ray.method(concurrency_group=_STACKS)(
                                 _PluginActor.stack),
+                            "outcomes": ray.method(**polled)(_PluginActor.outcomes),
                         }))
                 self._module = ray
             return self._module

@@ -9,7 +9,12 @@ side skips everything sent after it; those come back unrun and go to the front
 of the queue, so the host knows that outcome (and decides a retry,
 ``fail_after``...) before anything later runs, as with one event at a time.
 
-The proxy's side of it: ``_send(future, ctx, timeout)``, ``_receive()`` (the
+Whatever one ``_fill`` takes goes in one Ray call (up to ``batch.CALL_MAX``), and
+each event's outcome comes back as it ends (``batch.py``): one call's fixed cost
+for many events. More is handed ahead only while fewer than ``CALL_MAX`` are
+outstanding, so that under load calls stay large.
+
+The proxy's side of it: ``_send_many(sends, timeout)``, ``_receive()`` (the
 oldest reply: ``(ran, value, clean)`` or the handler's exception),
 ``_may_send()`` (False while replies of a closed batch are outstanding) and
 ``_recall()`` (skip what was sent: a stop without drain).
@@ -30,6 +35,7 @@ from .._service.core import _RUNNING, Deferred, _monotonic
 from .._service.expiry import deadline_of
 from .._service.ledger import _is_instance
 from .._stacks import StackAnswer
+from .batch import CALL_MAX
 from .proxy import Undeliverable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,13 +50,16 @@ _CLOSED = BreakerState.CLOSED
 class PipelineDispatcher:
     """Hands a Ray proxy up to ``window`` events at once (see the module)."""
 
-    __slots__ = ("_service", "_proxy", "_window", "_timeout", "_retry", "_sent",
+    __slots__ = ("_service", "_proxy", "_window", "_refill", "_timeout", "_retry", "_sent",
                  "_skipped", "_draining", "_later")
 
     def __init__(self, service: "ServiceHandle", proxy: "_ActorProxy", window: int) -> None:
         self._service = service
         self._proxy = proxy
         self._window = max(1, int(window))
+        # More is handed ahead only while fewer than a call's worth are outstanding:
+        # else each reply's freed slot would go alone, one Ray call per event.
+        self._refill = min(self._window, CALL_MAX)
         self._timeout = service._config.dispatch_timeout
         self._retry = service._config.retry
         self._sent: "collections.deque[_Sent]" = collections.deque()
@@ -143,7 +152,7 @@ class PipelineDispatcher:
             # with a deadline is never sent ahead: it is sent when its turn
             # comes, checked then, so it never waits in the actor.
             if dispatching and not self._draining and service._replacing is None \
-                    and self._proxy._may_send() \
+                    and len(sent) < self._refill and self._proxy._may_send() \
                     and (breaker is None or breaker.state is _CLOSED):
                 while items and len(sent) < self._window and not (
                         service._expiry_heap and deadline_of(items[0]) is not None):
@@ -163,12 +172,9 @@ class PipelineDispatcher:
                 service._started = _monotonic()
             if timeout is not None:
                 service._start_deadline(head, head_ctx, timeout)
-        count = 0
-        for future, ctx in sends:
-            if count and not service._dispatching():  # stopped or failed meanwhile
-                break
-            proxy._send(future, ctx, timeout)
-            count += 1
+        # The first always goes; the rest unless it stopped or failed meanwhile.
+        count = len(sends) if service._dispatching() else 1
+        proxy._send_many(sends[:count], timeout)
         unsent = [future for future, _ctx in sends[count:]]
         for _future in unsent:
             sent.pop()  # the newest entries of ``sent``

@@ -3,9 +3,10 @@ fresh actor, and the session that makes one per life."""
 from __future__ import annotations
 
 import collections
+import functools
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import errors
 from .._config import ServiceConfig
@@ -14,6 +15,7 @@ from .._plugin import ServicePlugin
 from .._redact import sanitize
 from .._service import RetryCutShort
 from .._stacks import HandlerStack, Ready, StackAnswer, remaining
+from .batch import CALL_MAX, RESEND, Outcome, answer_of, pack_events
 from .progress import Record
 from .tools import _cause
 
@@ -31,15 +33,16 @@ class Undeliverable(Exception):
 class _ActorProxy(ServicePlugin):
     """On the host: one life of one service, backed by one fresh actor.
 
-    The service's worker drives it through ``_send``/``_receive`` (see
+    The service's worker drives it through ``_send_many``/``_receive`` (see
     ``PipelineDispatcher``); ``handle_ingress`` is one round trip, used for a
     retry. Everything sent and not yet answered is in ``_sent``, oldest
     first, all of one batch; a closed batch (a cancel, a recall, an unclean
-    answer) makes the next send open a new one.
+    answer) makes the next send open a new one. One event goes in a ``handle``
+    call of its own; more go together in ``handle_many`` calls (``batch.py``).
     """
 
     def __init__(self, backend: "RayBackend", name: str, target: Any, is_factory: bool,
-                 config: ServiceConfig, watchdog: Any = None) -> None:
+                 config: ServiceConfig, watchdog: Any = None, window: int = 1) -> None:
         self._backend = backend
         self._name = name
         self._target = target
@@ -58,6 +61,11 @@ class _ActorProxy(ServicePlugin):
         self._solo = -1  # the seq a single round trip (a retry) waits for
         self._record: Optional[Record] = None  # what the actor began (progress.py)
         self._crash_told = False  # an outstanding event got this life's crash
+        # Every seq outstanding at once fits the record's ring (progress.py).
+        self._slots = max(1, window) + 2
+        self._known: Dict[int, Outcome] = {}  # outcomes of batched events, by seq
+        self._poll: Any = None  # the outstanding ``outcomes`` call, if any
+        self._alone = 0  # how many of the next events go one per call (RESEND)
 
     def _crashed(self, exc: BaseException, seq: Optional[int] = None) -> errors.PluginCrashed:
         known = None if seq is None else self._progress(seq)
@@ -105,9 +113,9 @@ class _ActorProxy(ServicePlugin):
 
     def start(self) -> None:
         self._actor = self._backend._new_actor(self._name, self._target, self._is_factory)
-        record = self._record = Record(self._backend._ray())
+        record = self._record = Record(self._backend._ray(), self._slots)
         try:
-            ingresses, tracked = self._get(self._actor.start.remote((record.node, record.path)))
+            ingresses, tracked = self._get(self._actor.start.remote(record.where()))
         except BaseException:
             record.release()
             raise
@@ -115,15 +123,52 @@ class _ActorProxy(ServicePlugin):
         self.ingresses = tuple(ingresses)
 
     # -------------------------------------------------- the pipelined dispatch
-    def _send(self, future: Any, ctx: DispatchContext, timeout: Optional[float]) -> None:
-        """Hand one event to the actor; its answer comes from ``_receive``."""
+    def _send_many(self, sends: Sequence[Tuple[Any, DispatchContext]],
+                   timeout: Optional[float]) -> None:
+        """Hand events to the actor, in order; their answers come from
+        ``_receive``. One goes alone; more go up to ``CALL_MAX`` a call."""
+        alone = min(self._alone, len(sends))
+        if alone:  # came back RESEND: the actor could not unpickle their call
+            self._alone -= alone
+            for future, ctx in sends[:alone]:
+                self._send(future, ctx, timeout)
+        for start in range(alone, len(sends), CALL_MAX):
+            chunk = sends[start:start + CALL_MAX]
+            blob = pack_events([future.event for future, _ctx in chunk]) \
+                if len(chunk) > 1 else None
+            if blob is None or not self._send_call(chunk, blob, timeout):
+                for future, ctx in chunk:  # one cannot be pickled: Ray says which
+                    self._send(future, ctx, timeout)
+
+    def _send_call(self, chunk: Sequence[Tuple[Any, DispatchContext]], blob: bytes,
+                   timeout: Optional[float]) -> bool:
+        """One ``handle_many`` call for ``chunk``; False if it could not be sent."""
+        call = _Call()
+        count = len(chunk)
         with self._lock:
-            if self._sent:  # join what is outstanding (the loop checked it is open)
-                batch = self._sent[-1][2]
-            else:
-                if self._batch <= self._closed:
-                    self._batch = self._closed + 1
-                batch = self._batch
+            batch, first = self._joining(), self._seq
+            try:
+                call.ref = self._actor.handle_many.remote((batch, timeout, first, count, blob))
+            except Exception:
+                return False
+            self._seq = first + count
+            self._sent.extend([call, first + i, batch, None] for i in range(count))
+        for i, (_future, ctx) in enumerate(chunk):
+            ctx._forward_cancel(functools.partial(self._cancel, first + i, batch))
+        return True
+
+    def _joining(self) -> int:
+        """Under the lock: the batch of the next send."""
+        if self._sent:  # join what is outstanding (the loop checked it is open)
+            return int(self._sent[-1][2])
+        if self._batch <= self._closed:
+            self._batch = self._closed + 1
+        return self._batch
+
+    def _send(self, future: Any, ctx: DispatchContext, timeout: Optional[float]) -> None:
+        """Hand one event to the actor in a call of its own."""
+        with self._lock:
+            batch = self._joining()
             seq = self._seq
             entry: List[Any] = [None, seq, batch, None]  # ref, seq, batch, error
             try:
@@ -155,13 +200,50 @@ class _ActorProxy(ServicePlugin):
     def _answer(self, ref: Any, batch: int, seq: int) -> Any:
         """Wait for one answer; anything but a clean one closes its batch."""
         try:
-            answer = self._get(ref, seq)
+            answer = self._await(ref, seq) if type(ref) is _Call else self._get(ref, seq)
         except BaseException:
             self._close(batch)
             raise
         if not answer[2]:
             self._close(batch)
         return answer
+
+    def _await(self, call: "_Call", seq: int) -> Any:
+        """The answer of batched event ``seq``: from what the actor's
+        ``outcomes`` said while its batch ran, or from the batch's reply."""
+        known = self._known
+        ray = self._backend._ray()
+        while seq not in known:
+            if call.read:  # pragma: no cover - the reply has every event's outcome
+                raise RuntimeError("no outcome for event %d" % seq)
+            waits = [call.ref]
+            if self._poll is None and self._actor is not None:
+                self._poll = self._actor.outcomes.remote(seq - 1)
+            if self._poll is not None:
+                waits.append(self._poll)
+            try:
+                ready, _ = ray.wait(waits, num_returns=1)
+                if ready[0] == call.ref:
+                    got = ray.get(call.ref)
+                    call.read = True
+                else:
+                    poll, self._poll = self._poll, None
+                    got = ray.get(poll)
+            except ray.exceptions.RayActorError as exc:
+                self._poll = None
+                if self._unrun_after_crash(seq):
+                    return _UNRUN
+                raise self._crashed(exc, seq) from exc
+            except ray.exceptions.RayTaskError as exc:  # pragma: no cover - not the plugin's
+                self._poll = None
+                raise _cause(exc) from None
+            for outcome in got:
+                if outcome[0] >= seq:  # older ones are answered already
+                    known[outcome[0]] = outcome
+        outcome = known.pop(seq)
+        if outcome[2] == RESEND:
+            self._alone += 1
+        return answer_of(outcome)
 
     def _close(self, batch: int) -> None:
         with self._lock:
@@ -293,6 +375,16 @@ class _RemoteStack:
         except Exception as exc:
             why = "the actor could not answer: %s" % sanitize(exc, 200)
         return HandlerStack(self._where, unavailable=why)
+
+
+class _Call:
+    """One ``handle_many`` call: its reply, and whether it was read."""
+
+    __slots__ = ("ref", "read")
+
+    def __init__(self) -> None:
+        self.ref: Any = None
+        self.read = False
 
 
 def _undeliverable(exc: BaseException) -> Undeliverable:

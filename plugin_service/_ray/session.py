@@ -34,7 +34,7 @@ class RaySession:
 
     def new_plugin(self) -> _ActorProxy:
         return _ActorProxy(self._backend, self._name, self._target, self._is_factory,
-                           self._config, self._watchdog)
+                           self._config, self._watchdog, self._window)
 
     def dispatcher(self, service: "ServiceHandle", plugin: Any) -> "PipelineDispatcher":
         return PipelineDispatcher(service, plugin, self._window)
