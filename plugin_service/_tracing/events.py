@@ -10,14 +10,14 @@ from typing import Any, Callable, Dict, List, Optional
 
 from .. import errors
 from .._backend import ThreadSession
-from .._future import _DONE, DispatchFuture
+from .._future import DispatchFuture
 from .._service.mailbox import _Posted
-from .spans import ATTEMPT, SpanSource, Traced, Tracing, _time_ns, attempt_of
+from .spans import ATTEMPT, SpanSource, Traced, TracedSettle, Tracing, _time_ns, attempt_of
 
 __all__ = ["TracedFuture", "TracedPosted", "instrument_service", "traced_session"]
 
 
-class TracedFuture(Traced, DispatchFuture):
+class TracedFuture(TracedSettle, DispatchFuture):
     """A ``DispatchFuture`` whose event has a span (see ``spans``)."""
 
     def __init__(self, event: Any, owner: Any = None) -> None:
@@ -31,20 +31,6 @@ class TracedFuture(Traced, DispatchFuture):
     def _mark_pending(self) -> None:
         self._otel_taken = 0
         super()._mark_pending()
-
-    def set_result(self, result: Any) -> None:
-        if self._state not in _DONE:
-            self._otel_end(None)
-        super().set_result(result)
-
-    def set_exception(self, exception: Optional[BaseException]) -> None:
-        if self._state not in _DONE:
-            self._otel_end(exception)
-        super().set_exception(exception)
-
-    def _announce_withdrawn(self) -> bool:
-        self._otel_end(None, "dropped")  # cancelled while queued: counted dropped
-        return super()._announce_withdrawn()
 
 
 class TracedPosted(Traced, _Posted):

@@ -19,6 +19,7 @@ import time
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from .. import errors
+from .._future import _DONE
 from .._guarded import describe
 from .._redact import shown_id
 
@@ -193,3 +194,29 @@ class Traced:
             source.end(span, self, error, outcome)
         except Exception:  # pragma: no cover - tracing never breaks a settle
             pass
+
+
+class TracedSettle(Traced):
+    """Settling a traced future (an event's or a tool call's) ends its span first,
+    so whoever has the result finds the span exported; a withdrawn one (cancelled
+    before it ran) counts as dropped."""
+
+    if not TYPE_CHECKING:
+        __slots__ = ()
+    _state: Any
+
+    def set_result(self, result: Any) -> None:
+        if self._state not in _DONE:
+            self._otel_end(None)
+        super().set_result(result)  # type: ignore[misc]
+
+    def set_exception(self, exception: Optional[BaseException]) -> None:
+        if self._state not in _DONE:
+            self._otel_end(exception)
+        super().set_exception(exception)  # type: ignore[misc]
+
+    def _announce_withdrawn(self) -> bool:
+        self._otel_end(None, "dropped")
+        announced: bool = super()._announce_withdrawn()  # type: ignore[misc]
+        return announced
+

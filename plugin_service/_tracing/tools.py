@@ -11,10 +11,9 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Optional
 
 from .. import errors
-from .._future import _DONE
 from .._tool_future import ToolFuture
 from .._tools import Tool
-from .spans import TOOL, SpanSource, Traced, Tracing, _time_ns
+from .spans import TOOL, SpanSource, TracedSettle, Tracing, _time_ns
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._tools import _Call
@@ -22,26 +21,12 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["TracedTool"]
 
 
-class TracedToolFuture(Traced, ToolFuture):
+class TracedToolFuture(TracedSettle, ToolFuture):
     """A tool call's future whose call has a span (see ``spans``)."""
 
     def __init__(self, call: "_Call") -> None:
         super().__init__(call)
         self._otel_init(call.tool._otel)  # type: ignore[attr-defined]  # a TracedTool
-
-    def set_result(self, result: Any) -> None:
-        if self._state not in _DONE:
-            self._otel_end(None)
-        super().set_result(result)
-
-    def set_exception(self, exception: Optional[BaseException]) -> None:
-        if self._state not in _DONE:
-            self._otel_end(exception)
-        super().set_exception(exception)
-
-    def _announce_withdrawn(self) -> bool:
-        self._otel_end(None, "dropped")  # cancelled while waiting: counted dropped
-        return super()._announce_withdrawn()
 
 
 class TracedTool(Tool):
