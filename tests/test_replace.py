@@ -354,3 +354,54 @@ def test_a_replacement_from_the_services_own_callback_is_refused(start_service, 
 def test_replacing_an_unknown_service_raises_service_not_found(host):
     with pytest.raises(errors.ServiceNotFound):
         host.replace_service("nope", Tagged("new", Journal()))
+
+
+def _settled_with(futures: List[Any]) -> List[type]:
+    """The error type each future ended with (each must end, within HANG)."""
+    return [type(future.exception(timeout=HANG)) for future in futures]
+
+
+def test_a_close_whose_bound_ends_during_the_hand_over_answers_every_queued_event(
+        host, gates, background):
+    journal = Journal()
+    old = Tagged("old", journal, stop_gate=gates.new())  # lets go only at teardown
+    handle = host.add_service("svc", old)
+    handle.start(timeout=HANG)
+    replaced = background(host.replace_service, "svc", Tagged("new", journal))
+    assert old.stopping.wait(HANG)
+    queued = [handle.submit(event(n)) for n in range(3)]
+    host.close(timeout=0.5)  # ends while the old plugin holds on: any bound does
+    # Nothing is kept for a plugin that will never run: each event has its outcome.
+    assert set(_settled_with(queued)) <= {errors.ServiceFailed, errors.ServiceStopped}
+    with pytest.raises(errors.PluginServiceError):
+        replaced.result(timeout=HANG)
+    assert_invariants(handle.status())
+
+
+def test_a_stop_during_a_replacement_that_fails_answers_every_queued_event(
+        host, gates, background):
+    journal = Journal()
+    old = Tagged("old", journal, stop_gate=gates.new())  # lets go only at teardown
+    handle = host.add_service("svc", old, ServiceConfig(cancel_grace=SHORT))
+    handle.start(timeout=HANG)
+    replaced = background(host.replace_service, "svc", Tagged("new", journal),
+                          timeout=SHORT)
+    assert old.stopping.wait(HANG)
+    queued = [handle.submit(event(n)) for n in range(3)]
+    stopped = background(handle.stop, timeout=HANG)
+    assert handle.wait_for(LifecycleState.STOPPING, HANG)
+    with pytest.raises(errors.ServiceFailed):
+        replaced.result(timeout=HANG)  # the old plugin did not let go in time
+    assert set(_settled_with(queued)) <= {errors.ServiceFailed, errors.ServiceStopped}
+    stopped.exception(timeout=HANG)  # the stop ends too (its report: the failure)
+    assert handle.status().queue_depth == 0
+    assert_invariants(handle.status())
+
+
+def test_a_bad_timeout_is_refused_before_anything_is_replaced(start_service, host):
+    journal = Journal()
+    handle = start_service("svc", Tagged("old", journal))
+    with pytest.raises(ValueError, match="timeout"):
+        host.replace_service("svc", Tagged("new", journal), timeout="5")
+    assert handle.submit(event(1)).result(timeout=HANG) == ("old", 1)
+    assert handle.status().replacements == 0

@@ -111,10 +111,14 @@ class Control(InFlight):
         self._replacing = None
         if not replacement.committed:
             self._install(replacement)
-        self._kept = True
+        # Kept only for a plugin that may still run it: a stop or a close under
+        # way ends the service, so its queue is dropped with it (every event has
+        # its outcome), not held for a restart that will never come.
+        self._kept = not (self._closing or self._state is _STOPPING)
         replacement.outcome = errors.ServiceFailed(
-            "service %r failed while its plugin was replaced: %s; its queue is kept "
-            "for the new plugin" % (self.name, diagnostic.message),
+            "service %r failed while its plugin was replaced: %s; its queue is %s"
+            % (self.name, diagnostic.message,
+               "kept for the new plugin" if self._kept else "dropped (stopping)"),
             service=self.name, state=_FAILED)
 
     def _install(self, replacement: "Replacement") -> None:

@@ -19,6 +19,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from .. import errors
+from .._checks import non_negative
 from .._diagnostics import ServiceStatus
 from .._guarded import describe
 from .._logs import log_traceback
@@ -67,6 +68,9 @@ class Replacing(CleanUp):
                 "service %r: a replacement cannot be awaited from its own callback or "
                 "from a done-callback on the watchdog thread" % self.name,
                 service=self.name, state=self._state)
+        # Checked before anything is asked of the worker (a bad bound replaces nothing).
+        non_negative("timeout", timeout, number=True, allow_nan=False,
+                     phrase="a number of seconds >= 0 or None")
         replacement = Replacement(session, self._config.start_timeout)
         later = Deferred()
         with self._lock:
