@@ -86,10 +86,14 @@ class _ActorProxy(ServicePlugin):
 
     def _progress(self, seq: int) -> Optional[Any]:
         """After the actor died: ``(began, ended)`` of event ``seq``, or None."""
-        if self._killed is not None:  # serial: nothing after the stuck one began
-            return seq <= self._killed_seq, seq < self._killed_seq
         record = self._record
-        return None if record is None else record.began(seq)
+        known = None if record is None else record.began(seq)
+        if known is not None or self._killed is None:
+            return known
+        # Killed by the host, off its node (no record): the stuck one ran and those
+        # before it ended; one after it in its batch may have begun (the host
+        # learns of an end only from a reply), so of those nothing is known.
+        return (True, seq < self._killed_seq) if seq <= self._killed_seq else None
 
     def _unrun_after_crash(self, seq: int) -> bool:
         """Whether event ``seq``, outstanding when the actor died, is known never

@@ -201,3 +201,35 @@ def test_the_record_has_a_slot_for_every_event_outstanding_at_once(window: int) 
         assert os.path.getsize(record.path) == 16 * (window + 2)
     finally:
         record.release()
+
+
+def test_after_the_host_kills_a_stuck_actor_an_event_that_began_behind_it_is_not_run_again(
+        ) -> None:
+    # The host timed out event 0 and killed the actor for it, but 0 had ended
+    # (its outcome not yet polled) and 1, in the same batch, had begun.
+    from plugin_service import ServiceConfig
+    from plugin_service._ray.proxy import _ActorProxy
+
+    proxy = _ActorProxy(None, "svc", object, False, ServiceConfig(), window=4)
+    proxy._killed, proxy._killed_seq = "killed", 0
+    assert proxy._progress(1) is None  # off the node: may have run, not run again
+    record = Record(_NoRay(), slots=proxy._slots)
+    fd = os.open(record.path, os.O_RDWR)
+    try:
+        marker = Marker(mmap.mmap(fd, os.fstat(fd).st_size), proxy._slots)
+    finally:
+        os.close(fd)
+    record.ready(True)
+    proxy._record = record
+    try:
+        marker.begin(0)
+        marker.end(0)
+        marker.begin(1)
+        assert proxy._progress(0) == (True, True)
+        assert proxy._progress(1) == (True, False)  # the guess said "never began"
+        assert proxy._progress(2) == (False, False)
+        assert not proxy._unrun_after_crash(0)  # the first carries the crash
+        assert not proxy._unrun_after_crash(1)  # began: fails, never re-sent
+        assert proxy._unrun_after_crash(2)  # never began: goes to the fresh actor
+    finally:
+        record.release()
