@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from support.backends import BackendGates, failure_of, started
-from support.stacks import SECRET, AtTheGate, gated
+from support.stacks import SECRET, AtTheGate, gated, shown
 from support.timing import PROCESS_HANG
 
 from plugin_service import PluginHost
@@ -24,7 +24,7 @@ def test_an_overdue_handler_on_ray_shows_the_actors_stack(
     stack = status.handler_stack
     assert stack is not None and stack.unavailable is None, stack
     assert stack.thread.startswith("ray actor pid ")
-    assert any("AtTheGate.wait_at_the_gate: gate.pass_()" in frame
+    assert any((shown("AtTheGate.wait_at_the_gate") + ": gate.pass_()") in frame
                for frame in stack.frames)
     assert SECRET not in json.dumps(status.to_dict())
 

@@ -5,6 +5,7 @@ Picklable, so a Ray actor runs it too (its module is found through PYTHONPATH).
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from plugin_service import DispatchContext, Ingress, IngressEvent, ServicePlugin
@@ -39,3 +40,11 @@ class AtTheGate(ServicePlugin):
     def wait_at_the_gate(self, gate: Any) -> Any:
         gate.pass_()
         return "passed"
+
+
+def shown(qualname: str) -> str:
+    """How a stack frame's text names the function ``qualname`` (``" in NAME"``):
+    qualified (``Class.method``) on Python 3.11+, which has ``co_qualname``; by
+    its own name before."""
+    name = qualname if sys.version_info >= (3, 11) else qualname.rpartition(".")[2]
+    return " in " + name
