@@ -1,6 +1,7 @@
 """``python -m benchmarks.ray_backend``'s scenarios: every variant runs, with tiny
 counts, on the session's Ray instance (each checks that it did the work it was
-timed for, ``BenchmarkError`` otherwise), and the targets are the issue's."""
+timed for, ``BenchmarkError`` otherwise; run with ``-m stress``), and the targets
+are the issue's (in the default run)."""
 from __future__ import annotations
 
 from typing import Any, List, Tuple
@@ -18,6 +19,9 @@ def _variants() -> List[Tuple[str, Any]]:
     return [(scenario.name, variant) for scenario in scenarios for variant in scenario.variants]
 
 
+# Behind the stress marker (``-m stress``): each variant starts actors of its own,
+# about a second apiece, and the default run must stay within its six minutes.
+@pytest.mark.stress
 @pytest.mark.parametrize("scenario,variant", _variants(),
                          ids=lambda item: getattr(item, "name", item))
 def test_every_ray_benchmark_variant_measures_what_it_reports(
