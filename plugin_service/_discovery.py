@@ -12,7 +12,7 @@ from ._guarded import describe
 from ._kinds import Kind, classify
 from ._redact import sanitize
 
-__all__ = ["LoadReport", "entry_points", "load_entry_points"]
+__all__ = ["LoadReport", "entry_points", "load_entry_points", "load_error"]
 
 DEFAULT_GROUP = "plugin_service.plugins"
 
@@ -49,6 +49,13 @@ def entry_points(group: str) -> Iterable[Any]:
             yield entry
 
 
+def load_error(name: str, exc: BaseException, reason: str = "") -> errors.PluginLoadError:
+    """The report of entry point ``name`` that ``exc`` broke (its cause)."""
+    error = errors.PluginLoadError(name, reason or describe(exc))
+    error.__cause__ = exc
+    return error
+
+
 def load_entry_points(group: str, register: Callable[[str, Kind, Any], None]) -> LoadReport:
     """Load every entry point of ``group`` and hand it to ``register`` (name, kind,
     plugin); a broken one (it cannot be imported, is no plugin, or ``register``
@@ -60,10 +67,8 @@ def load_entry_points(group: str, register: Callable[[str, Kind, Any], None]) ->
         try:
             obj = entry.load()
         except Exception as exc:
-            error = errors.PluginLoadError(name, "cannot import %s: %s" % (
+            broken[name] = load_error(name, exc, "cannot import %s: %s" % (
                 entry.value, describe(exc)))
-            error.__cause__ = exc
-            broken[name] = error
             continue
         try:
             kind, plugin = classify(obj)
@@ -71,9 +76,7 @@ def load_entry_points(group: str, register: Callable[[str, Kind, Any], None]) ->
         except errors.HostClosed:
             raise
         except Exception as exc:
-            error = errors.PluginLoadError(name, describe(exc))
-            error.__cause__ = exc
-            broken[name] = error
+            broken[name] = load_error(name, exc)
             continue
         loaded.append(name)
     for name, error in broken.items():

@@ -8,8 +8,7 @@ from loguru import logger
 
 from . import errors
 from ._diagnostics import ServiceStatus
-from ._discovery import DEFAULT_GROUP, LoadReport, entry_points
-from ._guarded import describe
+from ._discovery import DEFAULT_GROUP, LoadReport, entry_points, load_error
 from ._kinds import Kind, classify
 from ._plugin import ServicePluginLike
 from ._redact import sanitize
@@ -119,9 +118,7 @@ class HostReplace:
             except errors.HostClosed:
                 raise
             except Exception as exc:
-                error = errors.PluginLoadError(name, describe(exc))
-                error.__cause__ = exc
-                broken[name] = error
+                broken[name] = load_error(name, exc)
                 if isinstance(exc, errors.ServiceFailed):
                     self._from_entry_points[name] = (group, plugin)  # installed, failed
                 continue
