@@ -187,16 +187,25 @@ def test_counters_continue_and_status_counts_replacements(start_service, host):
     assert_invariants(status)
 
 
-def test_a_failing_new_start_fails_the_service_keeping_its_queue(host, gates, background):
-    journal = Journal()
+def swap_with_queued(host: Any, gates: Any, background: Any, journal: Journal, new: Any,
+                     config: Any = None) -> Tuple[Any, List[Any], Any]:
+    """Start "svc" on an old plugin, replace it by ``new`` and, while the old one
+    stops, queue events 1 and 2; then let it go. ``(handle, queued, replaced)``."""
     release_old = gates.new()
     old = Tagged("old", journal, stop_gate=release_old)
-    handle = host.add_service("svc", old)
+    handle = host.add_service("svc", old, config)
     handle.start(timeout=HANG)
-    replaced = background(host.replace_service, "svc", FailingStart("bad", journal))
+    replaced = background(host.replace_service, "svc", new)
     assert old.stopping.wait(HANG)
     queued = [handle.submit(event(n)) for n in (1, 2)]  # accepted during the swap
     release_old.set()
+    return handle, queued, replaced
+
+
+def test_a_failing_new_start_fails_the_service_keeping_its_queue(host, gates, background):
+    journal = Journal()
+    handle, queued, replaced = swap_with_queued(host, gates, background, journal,
+                                                FailingStart("bad", journal))
     with pytest.raises(errors.ServiceFailed, match="queue is kept"):
         replaced.result(timeout=HANG)
     status = handle.status()
@@ -208,14 +217,8 @@ def test_a_failing_new_start_fails_the_service_keeping_its_queue(host, gates, ba
 
 def test_a_second_replacement_recovers_the_kept_queue(host, gates, background):
     journal = Journal()
-    release_old = gates.new()
-    old = Tagged("old", journal, stop_gate=release_old)
-    handle = host.add_service("svc", old)
-    handle.start(timeout=HANG)
-    replaced = background(host.replace_service, "svc", FailingStart("bad", journal))
-    assert old.stopping.wait(HANG)
-    queued = [handle.submit(event(n)) for n in (1, 2)]
-    release_old.set()
+    _handle, queued, replaced = swap_with_queued(host, gates, background, journal,
+                                                 FailingStart("bad", journal))
     with pytest.raises(errors.ServiceFailed):
         replaced.result(timeout=HANG)
     status = host.replace_service("svc", Tagged("fixed", journal))
@@ -239,8 +242,6 @@ def test_the_old_plugin_is_not_restored_a_restart_starts_the_new_one(host, gates
 
 def test_a_restart_policy_restarts_the_new_plugin_with_the_kept_queue(host, gates, background):
     journal = Journal()
-    release_old = gates.new()
-    old = Tagged("old", journal, stop_gate=release_old)
 
     class FailsOnce(Tagged):
         made = 0
@@ -253,13 +254,9 @@ def test_a_restart_policy_restarts_the_new_plugin_with_the_kept_queue(host, gate
             if type(self).made == 1:
                 raise RuntimeError("first start fails")
 
-    handle = host.add_service("svc", old, ServiceConfig(
-        restart=RestartPolicy(max_restarts=3, backoff=0.0)))
-    handle.start(timeout=HANG)
-    replaced = background(host.replace_service, "svc", FailsOnce)
-    assert old.stopping.wait(HANG)
-    queued = [handle.submit(event(n)) for n in (1, 2)]
-    release_old.set()
+    handle, queued, replaced = swap_with_queued(
+        host, gates, background, journal, FailsOnce,
+        ServiceConfig(restart=RestartPolicy(max_restarts=3, backoff=0.0)))
     with pytest.raises(errors.ServiceFailed):
         replaced.result(timeout=HANG)
     assert results(queued) == [("new", 1), ("new", 2)]  # by the restarted new plugin
